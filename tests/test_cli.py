@@ -1,0 +1,52 @@
+"""The `tge` command as a user types it: help, data info/list, one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tge_ray.cli import main
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "tge_ray.cli", "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "sweep", "data", "config"):
+        assert command in out.stdout
+
+
+def test_data_info_prints_the_facts(tiny_datasets, capsys):
+    assert main(["data", "info", tiny_datasets["offline"]]) == 0
+    out = capsys.readouterr().out
+    assert "episodes" in out and "6" in out
+    assert "3000.00" in out and "ref_max_score" in out
+    assert "Hopper-v5" in out and "Box(" in out
+
+
+def test_data_list(tiny_datasets, capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert tiny_datasets["offline"] in out and "size_MB" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "info", "bad id"], "malformed dataset id"),
+        (["data", "info", "tge/hopper/nothing-v0"], "tge data make tge/hopper/nothing-v0"),
+        (["config", "reward.sigma=-1"], "reward.sigma=-1"),
+        (["config", "no/such/file.yaml"], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(minari_root, capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tge: error:") and message in err
+    assert err.count("\n") == 1
+
+
+def test_config_fields_documents_every_key(capsys):
+    assert main(["config", "--fields"]) == 0
+    out = capsys.readouterr().out
+    assert "reward.sigma" in out and "windows.horizon" in out and "rl.iql.expectile" in out

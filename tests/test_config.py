@@ -1,0 +1,63 @@
+"""Configs: YAML + dotted overrides, checked values, one-line errors, saved beside results."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tge_ray.config import ExperimentConfig, dump_config, load_config, to_dict
+from tge_ray.errors import ConfigError
+
+
+def test_overrides_reach_nested_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("reward:\n  k: 7\nrl:\n  iql:\n    beta: 5\n")
+    cfg = load_config(path, ["reward.sigma=0.5", "windows.horizon=16", "diffusion.dim_mults=[1,2]"])
+    assert cfg.reward.k == 7 and cfg.reward.sigma == 0.5
+    assert cfg.windows.horizon == 16
+    assert cfg.rl.iql.beta == 5.0 and isinstance(cfg.rl.iql.beta, float)
+    assert cfg.diffusion.dim_mults == (1, 2)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(None, ["rl.backbone=rebrac", "seed=3"])
+    dump_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["rl"]["backbone"] == "rebrac"
+    assert to_dict(ExperimentConfig())["diffusion"]["dim_mults"] == [1, 2, 4, 8]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("reward.sigma=0", "reward.sigma=0.0 is not allowed: must be > 0"),
+        ("reward.sigmaa=1", "unknown config key 'reward.sigmaa'"),
+        ("windows.horizon=0", "windows.horizon=0 is not allowed"),
+        ("windows.horizon=12", "use 1, 2, 4 or a multiple of 8"),
+        ("reward.kernel=cosine", "expected one of 'log', 'gaussian'"),
+        ("rl.backbone=sac", "expected one of 'iql', 'rebrac'"),
+        ("task.n_demos=0", "task.n_demos=0 is not allowed"),
+        ("reward.k=two", "expected an integer"),
+        ("methods=[tge,gail]", "drawn from"),
+        ("nonsense", "must look like key.sub=value"),
+    ],
+)
+def test_bad_values_name_field_value_and_rule(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load_config(None, [override])
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_that_does_not_parse(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("reward: [1, 2\n")
+    with pytest.raises(ConfigError, match="does not parse at line"):
+        load_config(path)
+
+
+def test_horizons_the_unet_takes():
+    cfg = ExperimentConfig()
+    assert [cfg.diffusion.down_steps_for(h) for h in (1, 2, 4, 8, 16, 32, 64)] == [0, 1, 2, 3, 3, 3, 3]

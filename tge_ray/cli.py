@@ -1,0 +1,251 @@
+"""The ``tge`` command: run the pipeline, sweep, and manage datasets.
+
+    tge run [CONFIG] [key.sub=value ...]     the TGE pipeline (default: the embedded local task)
+    tge sweep SPACE.yaml [--resume] [...]     Ray Tune + Optuna sweep
+    tge data list | info ID | make ID | train-expert TASK
+    tge config [CONFIG] [key=value ...]       print the resolved config (or --fields)
+
+Errors caused by input print one line ``tge: error: ...`` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tge_ray.errors import TGEError
+
+
+def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [key=value ...]``: the one item without '=' is the config file or name."""
+    paths = [item for item in items if "=" not in item]
+    overrides = [item for item in items if "=" in item]
+    if len(paths) > 1:
+        raise TGEError(f"expected at most one config file, got {paths}; overrides look like key.sub=value")
+    return (paths[0] if paths else None), overrides
+
+
+def resolve_config_path(name: str | None) -> Path | None:
+    """A config file path, or the name of a packaged config (``default``, ``smoke``)."""
+    if name is None:
+        return None
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    packaged = resources.files("tge_ray") / "configs" / f"{name}.yaml"
+    if packaged.is_file():
+        return Path(str(packaged))
+    available = sorted(p.name.removesuffix(".yaml") for p in (resources.files("tge_ray") / "configs").iterdir())
+    raise TGEError(f"config {name!r} is neither a YAML file nor a packaged config ({', '.join(available)})")
+
+
+def _load(items: list[str]) -> Any:
+    from tge_ray.config import load_config
+
+    name, overrides = _split_config_args(items)
+    return load_config(resolve_config_path(name), overrides)
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.items)
+    from tge_ray.pipeline.run import run_experiment
+
+    run_experiment(cfg, progress=not args.quiet)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tge_ray.sweep.tune import run_sweep
+
+    run_sweep(args.space, storage=args.storage, resume=args.resume, overrides=args.overrides)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tge_ray.config import describe_fields, to_dict
+
+    if args.fields:
+        rows = describe_fields()
+        width = max(len(r[0]) for r in rows)
+        for key, default, kind in rows:
+            print(f"{key:<{width}}  {default:<24}  {kind}")
+        return 0
+    print(yaml.safe_dump(to_dict(_load(args.items)), sort_keys=False), end="")
+    return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from tge_ray.data.minari_io import datasets_path, list_datasets
+
+    rows = list_datasets()
+    if not rows:
+        print(f"no datasets in {datasets_path()}; make one with `tge data make tge/hopper/random-v0`")
+        return 0
+    header = ("id", "episodes", "steps", "ref_min", "ref_max", "size_MB")
+    table = [
+        (r["id"], _fmt(r["episodes"]), _fmt(r["steps"]), _fmt(r["ref_min_score"]), _fmt(r["ref_max_score"]), f"{r['size_mb']:.1f}")
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    for row in (header, *table):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(f"({datasets_path()})")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from tge_ray.data.minari_io import open_dataset
+
+    data = open_dataset(args.id, download=args.download)
+    returns = data.episode_returns
+    lengths = np.diff(data.episode_starts)
+    spec = data.eval_env_spec
+    lines = [
+        ("id", data.dataset_id),
+        ("path", str(data.path)),
+        ("episodes", data.n_episodes),
+        ("steps", data.n_transitions),
+        ("episode length", f"mean {lengths.mean():.1f}, min {lengths.min()}, max {lengths.max()}"),
+        ("return", f"mean {returns.mean():.2f}, std {returns.std():.2f}, min {returns.min():.2f}, max {returns.max():.2f}"),
+        ("observation space", f"{data.observation_space} (flat dim {data.obs_dim})"),
+        ("action space", str(data.action_space)),
+        ("terminals / timeouts", f"{int(data.terminals.sum())} / {int(data.timeouts.sum())}"),
+        ("ref_min_score", _fmt(data.ref_min_score)),
+        ("ref_max_score", _fmt(data.ref_max_score)),
+        ("eval env", getattr(spec, "id", "-")),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_data_make(args: argparse.Namespace) -> int:
+    from tge_ray.data.make import make_dataset
+
+    path = make_dataset(
+        args.id,
+        env_id=args.env,
+        expert_path=args.expert,
+        quality=args.quality,
+        size=args.size,
+        episodes=args.episodes,
+        seed=args.seed,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    print(f"dataset ready: {path}")
+    return 0
+
+
+def cmd_data_train_expert(args: argparse.Namespace) -> int:
+    from tge_ray.data.experts import train_expert
+
+    path = train_expert(args.task, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.quiet)
+    print(f"expert written: {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tge",
+        description="TGE on Ray: offline imitation from observations with trajectory-level generative embeddings.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the TGE pipeline (diffusion -> embeddings -> rewards -> offline RL -> evaluation)",
+        description="Run TGE and its baselines on one task. CONFIG is a YAML file or a packaged "
+        "config name (default, smoke); key.sub=value items override single fields "
+        "(see `tge config --fields`).",
+    )
+    run.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    sweep = sub.add_parser("sweep", help="Ray Tune + Optuna sweep over a space in tune_spaces/")
+    sweep.add_argument("space", help="search-space YAML (e.g. tune_spaces/smoke.yaml)")
+    sweep.add_argument("--storage", help="where the sweep lives (local folder or cloud URI)")
+    sweep.add_argument("--resume", action="store_true", help="continue a stopped sweep (Tuner.restore)")
+    sweep.add_argument("overrides", nargs="*", metavar="key=value")
+    sweep.set_defaults(func=cmd_sweep)
+
+    config = sub.add_parser("config", help="print the resolved config, or every field with --fields")
+    config.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
+    config.add_argument("--fields", action="store_true", help="list every key with default and type")
+    config.set_defaults(func=cmd_config)
+
+    data = sub.add_parser("data", help="list, inspect and make Minari datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    data_list = data_sub.add_parser("list", help="local datasets with sizes and reference scores")
+    data_list.set_defaults(func=cmd_data_list)
+    info = data_sub.add_parser("info", help="episodes, steps, spaces, reference scores and location of a dataset")
+    info.add_argument("id", help="Minari dataset id, e.g. tge/hopper/expert-v0")
+    info.add_argument("--download", action="store_true", help="download it when not local (needs a reachable host)")
+    info.set_defaults(func=cmd_data_info)
+
+    make = data_sub.add_parser(
+        "make",
+        help="make a D4RL-style Minari dataset offline (tge/<task>/<quality>-v0)",
+        description="Tasks: hopper, halfcheetah, walker2d, pointmaze-umaze, pointmaze-medium; "
+        "qualities: random, medium, expert. With --env and --expert: any Gymnasium "
+        "continuous-control environment and an expert actor file.",
+    )
+    make.add_argument("id", nargs="?", help="dataset id, e.g. tge/hopper/random-v0")
+    make.add_argument("--env", help="Gymnasium env id for a custom task")
+    make.add_argument("--expert", help="expert actor file (.pt) for a custom task")
+    make.add_argument("--quality", choices=["random", "medium", "expert"], help="quality for a custom task")
+    make.add_argument("--size", type=int, help="environment steps (random/medium)")
+    make.add_argument("--episodes", type=int, help="episodes (expert)")
+    make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--force", action="store_true", help="replace an existing dataset")
+    make.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    make.set_defaults(func=cmd_data_make)
+
+    train = data_sub.add_parser("train-expert", help="train a locomotion expert with Stable-Baselines3 SAC")
+    train.add_argument("task", help="hopper, halfcheetah or walker2d")
+    train.add_argument("--steps", type=int, default=400_000)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: the package's)")
+    train.add_argument("-q", "--quiet", action="store_true")
+    train.set_defaults(func=cmd_data_train_expert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TGEError as exc:
+        print(f"tge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

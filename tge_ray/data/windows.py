@@ -1,0 +1,111 @@
+"""State-only windows (s_t, ..., s_{t+H-1}) at every step of every episode.
+
+Past an episode's end the last state repeats. The windows are never all held at once: each
+episode is stored once with H - 1 copies of its last state appended (``padded``), so the window
+of transition t is the contiguous block ``padded[start[t] : start[t] + H]`` with
+``start[t] = t + (H - 1) * episode(t)``. A batch of windows is one gather of such blocks,
+written into a reused buffer when streaming, so building 1M windows at H = 32 costs the padded
+copy of the observations plus one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from tge_ray.errors import ConfigError, DataError
+
+
+class Windows:
+    """Windows of horizon H over episodes, addressed by transition index.
+
+    Args:
+        observations: (N, obs_dim) states in episode order (standardise them first).
+        episode_ids: (N,) non-decreasing episode numbers 0..E-1 (rows of one episode contiguous).
+        horizon: H >= 1.
+    """
+
+    def __init__(self, observations: np.ndarray, episode_ids: np.ndarray, horizon: int) -> None:
+        if horizon < 1:
+            raise ConfigError(f"windows.horizon={horizon} is not allowed: must be >= 1")
+        observations = np.ascontiguousarray(observations, dtype=np.float32)
+        episode_ids = np.asarray(episode_ids, dtype=np.int64)
+        if observations.ndim != 2 or episode_ids.shape != (observations.shape[0],):
+            raise DataError(
+                f"windows need observations (N, obs_dim) and episode_ids (N,), got "
+                f"{observations.shape} and {episode_ids.shape}"
+            )
+        if observations.shape[0] == 0:
+            raise DataError("no transitions to cut windows from: the dataset is empty")
+        if np.any(np.diff(episode_ids) < 0):
+            raise DataError("episode_ids must be non-decreasing (episodes stored contiguously)")
+        self.horizon = horizon
+        self.n_windows = observations.shape[0]
+        self.obs_dim = observations.shape[1]
+        # Episodes renumbered 0..E-1 in order, whatever ids came in.
+        episode = np.concatenate([[0], np.cumsum(np.diff(episode_ids) != 0)]).astype(np.int64)
+        self.starts = np.arange(self.n_windows, dtype=np.int64) + (horizon - 1) * episode  # (N,)
+        n_episodes = int(episode[-1]) + 1
+        if horizon == 1:
+            self.padded = observations
+        else:
+            # Last row of every episode, repeated H - 1 times, inserted after the episode.
+            last_rows = np.flatnonzero(np.diff(np.append(episode, n_episodes)) != 0)  # (E,)
+            repeats = np.ones(self.n_windows, dtype=np.int64)
+            repeats[last_rows] = horizon
+            self.padded = np.repeat(observations, repeats, axis=0)  # (N + E(H-1), obs_dim)
+        # Every window as a read-only strided view (N + E(H-1) - H + 1, H, obs_dim): each block
+        # is H * obs_dim contiguous floats, so a gather copies whole blocks.
+        row = self.padded.strides[0]
+        self._blocks = np.lib.stride_tricks.as_strided(
+            self.padded,
+            shape=(self.padded.shape[0] - horizon + 1, horizon, self.obs_dim),
+            strides=(row, row, self.padded.strides[1]),
+            writeable=False,
+        )
+
+    def __len__(self) -> int:
+        return self.n_windows
+
+    def gather(self, index: np.ndarray) -> np.ndarray:
+        """Windows of the transitions ``index`` (B,) -> (B, H, obs_dim) float32, a new array."""
+        return self._blocks[self.starts[np.asarray(index, dtype=np.int64)]]
+
+    def fill(self, first: int, last: int, out: np.ndarray) -> np.ndarray:
+        """Windows of transitions first..last-1 written into ``out[: last - first]``.
+
+        Consecutive transitions of one episode have consecutive blocks, so each episode's part
+        of the range is one block copy (no index arrays, no fresh allocation).
+        """
+        starts = self.starts[first:last]
+        out = out[: last - first]
+        edges = np.concatenate([[0], np.flatnonzero(np.diff(starts) != 1) + 1, [last - first]])
+        for begin, end in zip(edges[:-1].tolist(), edges[1:].tolist()):
+            out[begin:end] = self._blocks[starts[begin] : starts[begin] + end - begin]
+        return out
+
+    def iter_batches(
+        self, batch_size: int, reuse_buffer: bool = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (index (B,), windows (B, H, obs_dim)) over all transitions in order.
+
+        With ``reuse_buffer`` one array is refilled for every batch (the consumer copies what it
+        keeps), so memory stays at one batch; otherwise each batch is a new array.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"windows.batch_size={batch_size} is not allowed: must be >= 1")
+        buffer = np.empty((batch_size, self.horizon, self.obs_dim), dtype=np.float32)
+        for first in range(0, self.n_windows, batch_size):
+            last = min(first + batch_size, self.n_windows)
+            index = np.arange(first, last, dtype=np.int64)
+            target = buffer if reuse_buffer else np.empty_like(buffer[: last - first])
+            yield index, self.fill(first, last, target)
+
+
+def window_of(observations: np.ndarray, episode_ids: np.ndarray, horizon: int, t: int) -> np.ndarray:
+    """Reference definition of one window, written plainly (used by tests and docs)."""
+    episode = episode_ids[t]
+    last = int(np.flatnonzero(episode_ids == episode)[-1])
+    rows = [min(t + j, last) for j in range(horizon)]
+    return np.asarray(observations[rows], dtype=np.float32)
