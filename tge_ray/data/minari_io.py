@@ -197,13 +197,23 @@ _ARRAYS = (
 )
 
 
-def _cache_file(dataset_id: str, data_dir: Path) -> Path:
+def dataset_fingerprint(dataset_id: str) -> str:
+    """16 hex digits over the names, sizes and modification times of a local dataset's files.
+
+    Remaking a dataset (``--force``) changes it, so caches and artifacts built on the old
+    files are not reused.
+    """
+    data_dir = dataset_dir(dataset_id) / "data"
     stamp = hashlib.sha256(f"v{CACHE_FORMAT}".encode())
     for path in sorted(data_dir.rglob("*")):
         if path.is_file():
             stat = path.stat()
             stamp.update(f"{path.relative_to(data_dir)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return cache_path() / "flat" / f"{dataset_id.replace('/', '__')}-{stamp.hexdigest()[:16]}.npz"
+    return stamp.hexdigest()[:16]
+
+
+def _cache_file(dataset_id: str) -> Path:
+    return cache_path() / "flat" / f"{dataset_id.replace('/', '__')}-{dataset_fingerprint(dataset_id)}.npz"
 
 
 def _read_episodes(minari_dataset: Any) -> dict[str, np.ndarray]:
@@ -278,8 +288,7 @@ def open_dataset(dataset_id: str, download: bool = False, use_cache: bool = True
     The first open reads HDF5 and writes the cache; later opens read the cache (``.npz``).
     """
     minari_dataset = load_minari(dataset_id, download=download)
-    data_dir = Path(minari_dataset.storage.data_path)
-    cache = _cache_file(dataset_id, data_dir)
+    cache = _cache_file(dataset_id)
     arrays: dict[str, np.ndarray] | None = None
     if use_cache and cache.is_file():
         try:

@@ -55,15 +55,28 @@ class Windows:
             repeats = np.ones(self.n_windows, dtype=np.int64)
             repeats[last_rows] = horizon
             self.padded = np.repeat(observations, repeats, axis=0)  # (N + E(H-1), obs_dim)
+        self._blocks = self._block_view()
+
+    def _block_view(self) -> np.ndarray:
         # Every window as a read-only strided view (N + E(H-1) - H + 1, H, obs_dim): each block
         # is H * obs_dim contiguous floats, so a gather copies whole blocks.
         row = self.padded.strides[0]
-        self._blocks = np.lib.stride_tricks.as_strided(
+        return np.lib.stride_tricks.as_strided(
             self.padded,
-            shape=(self.padded.shape[0] - horizon + 1, horizon, self.obs_dim),
+            shape=(self.padded.shape[0] - self.horizon + 1, self.horizon, self.obs_dim),
             strides=(row, row, self.padded.strides[1]),
             writeable=False,
         )
+
+    def __getstate__(self) -> dict:
+        # The strided view would pickle as every window materialised: send the padded rows only.
+        state = dict(self.__dict__)
+        del state["_blocks"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._blocks = self._block_view()
 
     def __len__(self) -> int:
         return self.n_windows
@@ -109,3 +122,39 @@ def window_of(observations: np.ndarray, episode_ids: np.ndarray, horizon: int, t
     last = int(np.flatnonzero(episode_ids == episode)[-1])
     rows = [min(t + j, last) for j in range(horizon)]
     return np.asarray(observations[rows], dtype=np.float32)
+
+
+_SOURCE_CACHE: dict[str, Windows | np.ndarray] = {}
+
+
+def _gather_rows(batch: dict[str, np.ndarray], source_ref: ray.ObjectRef, column: str) -> dict[str, np.ndarray]:  # noqa: F821
+    import ray
+
+    key = source_ref.hex()
+    if key not in _SOURCE_CACHE:  # one fetch per worker process, not per batch
+        _SOURCE_CACHE.clear()
+        _SOURCE_CACHE[key] = ray.get(source_ref)
+    source = _SOURCE_CACHE[key]
+    index = batch["id"].astype(np.int64)
+    rows = source.gather(index) if isinstance(source, Windows) else source[index]
+    return {"index": index, column: rows}
+
+
+def to_ray_dataset(
+    source: Windows | np.ndarray, column: str = "window", batch_size: int = 8192
+) -> ray.data.Dataset:  # noqa: F821
+    """A lazy ``ray.data.Dataset`` with columns ``index`` (int64) and ``column``.
+
+    ``source`` is a :class:`Windows` (rows are (H, obs_dim) windows) or an array (rows are its
+    rows, e.g. embeddings). It goes to the object store once; each block gathers its own rows,
+    so no more than a block of windows exists at a time on any node.
+    """
+    import ray
+
+    source_ref = ray.put(source)
+    return ray.data.range(len(source)).map_batches(
+        _gather_rows,
+        fn_kwargs={"source_ref": source_ref, "column": column},
+        batch_size=batch_size,
+        batch_format="numpy",
+    )
