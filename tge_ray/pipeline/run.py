@@ -67,6 +67,8 @@ def ray_session(cfg: ExperimentConfig) -> Iterator[None]:
         yield
         return
     address = cfg.resources.address
+    if address not in (None, "auto", "local"):
+        check_reachable(address)
     try:
         ray.init(
             address=address,
@@ -86,6 +88,29 @@ def ray_session(cfg: ExperimentConfig) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with one line, when nothing listens at ``[ray://]host:port``.
+
+    ``ray.init`` itself retries an unreachable GCS for minutes before giving up.
+    """
+    import socket
+
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = host_port.rpartition(":")
+    if not host or not port.isdigit():
+        raise TGEError(
+            f"resources.address={address!r} is not host:port (or ray://host:port, or auto): "
+            "e.g. resources.address=127.0.0.1:6379"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise TGEError(
+            f"resources.address={address!r} does not answer ({exc.strerror or exc}): start the "
+            "cluster (`ray start --head`) or leave resources.address unset for a local Ray"
+        ) from None
 
 
 def _quiet_ray_data() -> None:
@@ -358,13 +383,13 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, report: Any = N
             f"storage={cfg.storage!r}: `tge run` writes its run folder locally; use a local path "
             "(sweeps accept cloud URIs with --storage)"
         )
-    store = ArtifactStore(cfg.storage)
     seed_everything(cfg.seed)
     if cfg.resources.torch_threads:
         import torch
 
         torch.set_num_threads(cfg.resources.torch_threads)
     with ray_session(cfg):
+        store = ArtifactStore(cfg.storage)
         _quiet_ray_data()
         result = _run_stages(cfg, store, progress, report)
     result.seconds = time.time() - started
