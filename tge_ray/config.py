@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -243,8 +243,10 @@ class ReBRACConfig:
         policy_noise, noise_clip: target-policy smoothing.
         policy_freq: critic updates per actor update.
         discount, tau: gamma and the Polyak rate.
-        adaptive_bc: scale actor_bc_coef per batch by the reward of the batch relative to D_mu's
-            reward range (see ``tge_ray.rl.rebrac``); ``false`` keeps it fixed.
+        adaptive_bc: weight the actor's BC term per sample by its TGE reward,
+            beta_i = beta (1 + r_i) / (1 + mean r) with r the reward mapped to [0, 1]: expert-like
+            transitions are imitated harder, the batch mean stays beta (see
+            ``tge_ray.rl.losses.adaptive_bc_weights``); ``false`` keeps beta fixed.
     """
 
     hidden: int = 256
@@ -318,7 +320,7 @@ class EvaluationConfig:
     episodes: int = 10
     every: int = 10000
     num_envs: int = 5
-    max_episode_steps: Optional[int] = None
+    max_episode_steps: int | None = None
 
     def __post_init__(self) -> None:
         _positive("evaluation.episodes", self.episodes)
@@ -343,13 +345,13 @@ class ResourcesConfig:
         torch_threads: intra-op threads per process (``null`` = torch's default).
     """
 
-    address: Optional[str] = None
-    num_cpus: Optional[int] = None
+    address: str | None = None
+    num_cpus: int | None = None
     train_workers: int = 1
     use_gpu: Literal["auto", True, False] = "auto"
     embed_actors: int = 1
     reward_actors: int = 1
-    torch_threads: Optional[int] = None
+    torch_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_cpus is not None:
@@ -407,7 +409,7 @@ class ExperimentConfig:
         task, windows, diffusion, reward, rl, evaluation, resources, sweep: stage configs.
     """
 
-    name: Optional[str] = None
+    name: str | None = None
     seed: int = 0
     storage: str = "runs"
     methods: tuple[str, ...] = METHODS
