@@ -164,7 +164,14 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 def cmd_data_train_expert(args: argparse.Namespace) -> int:
     from tge_ray.data.experts import train_expert
 
-    path = train_expert(args.task, steps=args.steps, seed=args.seed, out_dir=args.out, progress=not args.quiet)
+    path = train_expert(
+        args.task,
+        steps=args.steps,
+        seed=args.seed,
+        out_dir=args.out,
+        progress=not args.quiet,
+        max_seconds=None if args.max_seconds == float("inf") else args.max_seconds,
+    )
     print(f"expert written: {path}")
     return 0
 
@@ -234,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("task", help="hopper, halfcheetah or walker2d")
     train.add_argument("--steps", type=int, default=400_000)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-seconds", type=float, default=3300.0, help="wall-time budget ('inf': none)")
     train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: the package's)")
     train.add_argument("-q", "--quiet", action="store_true")
     train.set_defaults(func=cmd_data_train_expert)
@@ -242,7 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value items after an option (tge sweep SPACE --storage S key=value)
+        if getattr(args, "command", None) == "sweep" and all("=" in item for item in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except TGEError as exc:

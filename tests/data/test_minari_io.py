@@ -6,9 +6,9 @@ import minari
 import numpy as np
 import pytest
 
+from tests.conftest import write_minari_dataset
 from tge_ray.data.minari_io import flatten_observations, list_datasets, open_dataset
 from tge_ray.errors import DataError
-from tests.conftest import write_minari_dataset
 
 
 def test_round_trip_matches_minari_episodes(tiny_datasets):

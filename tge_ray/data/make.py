@@ -1,0 +1,386 @@
+"""``tge data make``: D4RL-style Minari datasets made locally, no internet needed.
+
+Ids are ``tge/<task>/<quality>-v0`` with tasks in :data:`TASKS` and qualities
+``random`` (uniform random actions, ``size`` steps), ``medium`` (a snapshot from the expert's
+training at about 0.4 of its return for locomotion; the wandering, noisy waypoint controller for
+PointMaze; ``size`` steps) and ``expert`` (the shipped expert, ``episodes`` full episodes). With
+``env_id`` + ``expert_path`` any Gymnasium continuous-control env gets ``random`` or ``expert``
+data (id ``tge/<env-id-lowercased>/<quality>-v0``).
+
+Every dataset stores ``ref_min_score`` (mean return of the random policy) and ``ref_max_score``
+(mean return of the expert) over :data:`REF_EPISODES` episodes with seed :data:`REF_SEED`, the
+same for all qualities of a task, and its evaluation env, so ``minari.get_normalized_score`` and
+``recover_environment(eval_env=True)`` work. Rollouts run in synchronous vectorised envs (one
+batched policy call per step); a seed fixes everything. A dataset is built under a temporary
+``MINARI_DATASETS_PATH`` beside the real one and moved into place with one ``os.replace``, so a
+run killed half way never leaves something that loads as a complete dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import minari
+import numpy as np
+from minari.data_collector import EpisodeBuffer
+from minari.namespace import create_namespace, list_local_namespaces
+from minari.storage import get_dataset_path
+from tqdm import tqdm
+
+from tge_ray.data import experts, pointmaze
+from tge_ray.errors import DataError
+
+log = logging.getLogger(__name__)
+
+QUALITIES = ("random", "medium", "expert")
+DEFAULT_SIZE = 200_000  # steps of random and medium datasets
+DEFAULT_EPISODES = 250  # full episodes of expert datasets (200 to mix into D_mu, the rest demos)
+REF_EPISODES = 10
+REF_SEED = 0  # fixed, so a task's reference scores agree across qualities and dataset seeds
+NUM_ENVS = 8
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: its Gymnasium env (with kwargs) and how its policies are made.
+
+    Attributes:
+        env_id: Gymnasium id; the env with ``env_kwargs`` collects the data and is the eval env.
+        env_kwargs: kwargs for ``gym.make`` (PointMaze: the fixed-goal maze map).
+        scripted: policies are scripted (PointMaze) rather than shipped SAC actors.
+        num_envs: vectorised envs for rollouts.
+    """
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    scripted: bool = False
+    num_envs: int = NUM_ENVS
+
+
+TASKS: dict[str, Task] = {
+    **{name: Task(env_id) for name, env_id in experts.LOCOMOTION_ENVS.items()},
+    **{name: Task(env_id, pointmaze.env_kwargs(name), scripted=True) for name, (env_id, _) in pointmaze.MAZES.items()},
+}
+
+Policy = Callable[[Any], np.ndarray]  # obs batch (B, obs_dim) or dict of (B, ...) -> actions (B, act_dim)
+
+
+# ----------------------------------------------------------------------------- policies and scores
+
+
+def _task_policy(task: str, quality: str, seed: int, action_space: gym.spaces.Box) -> Policy:
+    if quality == "random":
+        return experts.random_policy(action_space, seed)
+    if TASKS[task].scripted and quality == "medium":
+        return pointmaze.WaypointController(task, noise_std=0.3, wander=True, seed=seed)
+    return experts.load_policy(task, quality)
+
+
+@functools.cache
+def _task_ref_scores(task: str) -> tuple[float, float]:
+    """(ref_min, ref_max): shipped figures for locomotion, computed (cheaply, once) for scripted tasks."""
+    spec = TASKS[task]
+    if spec.scripted:
+        action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)  # PointMaze's force on the ball
+        low = experts.evaluate(experts.random_policy(action_space, REF_SEED), spec.env_id,
+                               episodes=REF_EPISODES, seed=REF_SEED, **spec.env_kwargs)
+        high = experts.evaluate(pointmaze.WaypointController(task), spec.env_id,
+                                episodes=REF_EPISODES, seed=REF_SEED, **spec.env_kwargs)
+        return float(low.mean()), float(high.mean())
+    info_path = experts.EXPERTS_DIR / f"{task}.json"
+    try:
+        info = json.loads(info_path.read_text())
+        return float(info["random"]["return_mean"]), float(info["expert"]["return_mean"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(
+            f"no readable expert record {str(info_path)!r} ({type(exc).__name__}): "
+            f"retrain it with `tge data train-expert {task}`"
+        ) from None
+
+
+def _check_env(env_id: str) -> gym.Env:
+    try:
+        env = gym.make(env_id)
+    except Exception as exc:  # noqa: BLE001 - unknown ids, missing extras, bad kwargs all land here
+        raise DataError(f"cannot make env {env_id!r} ({type(exc).__name__}: {exc}): give a registered Gymnasium id") from None
+    if not isinstance(env.action_space, gym.spaces.Box):
+        env.close()
+        raise DataError(f"env {env_id!r} has {type(env.action_space).__name__} actions, not continuous control (Box): "
+                        f"pick a continuous-control env such as Hopper-v5")
+    if not isinstance(env.observation_space, gym.spaces.Box):
+        env.close()
+        raise DataError(f"env {env_id!r} has {type(env.observation_space).__name__} observations: an actor file "
+                        f"takes flat Box observations (wrap the env with FlattenObservation and register it)")
+    if env.spec is None or env.spec.max_episode_steps is None:
+        env.close()
+        raise DataError(f"env {env_id!r} has no time limit: register it with max_episode_steps")
+    return env
+
+
+def _custom_policy(env: gym.Env, expert_path: str) -> Policy:
+    policy = experts.load_policy(expert_path)
+    obs, _ = env.reset(seed=REF_SEED)
+    try:
+        action = policy(np.asarray(obs, dtype=np.float32)[None])
+    except RuntimeError as exc:
+        raise DataError(f"expert file {expert_path!r} does not fit {env.spec.id}'s observations ({exc}): "
+                        f"give an actor trained on this env") from None
+    if action.shape[1:] != env.action_space.shape:
+        raise DataError(f"expert file {expert_path!r} gives actions of shape {action.shape[1:]}, "
+                        f"{env.spec.id} needs {env.action_space.shape}: give an actor trained on this env")
+    return policy
+
+
+# ----------------------------------------------------------------------------- rollouts
+
+
+def _take(obs: Any, rows: Any, col: int) -> Any:
+    """obs (T, B, ...) or dict of them -> (len(rows), ...) of env ``col``."""
+    if isinstance(obs, dict):
+        return {key: _take(value, rows, col) for key, value in obs.items()}
+    return obs[rows, col]
+
+
+def _stack(steps: list[Any]) -> Any:
+    if isinstance(steps[0], dict):
+        return {key: _stack([s[key] for s in steps]) for key in steps[0]}
+    return np.stack(steps)
+
+
+def _append(first: Any, last: Any) -> Any:
+    """(T, ...) + (...) -> (T+1, ...), key by key for dicts."""
+    if isinstance(first, dict):
+        return {key: _append(first[key], last[key]) for key in first}
+    return np.concatenate([first, np.asarray(last)[None]])
+
+
+def collect(task: Task, policy: Policy, *, seed: int, size: int | None = None, episodes: int | None = None,
+            progress: bool = True, desc: str = "") -> list[EpisodeBuffer]:
+    """Roll ``policy`` out in ``task.num_envs`` vectorised envs; returns Minari episode buffers.
+
+    With ``size``: exactly ``size`` steps; episodes still running at the end are kept and marked
+    truncated (as D4RL's timeouts). With ``episodes``: the first ``episodes`` episodes to finish
+    (in order of step, then env index); running ones are dropped. Env ``i`` is reset once with
+    ``seed + i`` and then auto-resets, so the seed fixes the data.
+    """
+    num_envs = task.num_envs if size is None else min(task.num_envs, size)
+    envs = gym.make_vec(task.env_id, num_envs, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **task.env_kwargs)
+    obs_steps, actions, rewards, terminations, truncations = [], [], [], [], []
+    finished: list[tuple[int, int, int, Any]] = []  # (first step, last step, env, final obs)
+    starts = np.zeros(num_envs, dtype=int)
+    vector_steps = -(-size // num_envs) if size is not None else None
+    bar = tqdm(total=size if size is not None else episodes, desc=desc, unit="step" if size else "episode",
+               disable=not progress, leave=False)
+    try:
+        obs, _ = envs.reset(seed=[seed + i for i in range(num_envs)])
+        t = 0
+        while (t < vector_steps) if vector_steps is not None else (len(finished) < episodes):
+            action = policy(obs)
+            obs_steps.append(obs)
+            next_obs, reward, terminated, truncated, info = envs.step(action)
+            actions.append(action)
+            rewards.append(reward)
+            terminations.append(terminated)
+            truncations.append(truncated)
+            for i in np.flatnonzero(terminated | truncated):
+                finished.append((starts[i], t, i, info["final_obs"][i]))
+                starts[i] = t + 1
+            obs = next_obs
+            t += 1
+            bar.update(num_envs if size is not None else len(finished) - bar.n)
+        obs_steps.append(obs)
+    finally:
+        bar.close()
+        envs.close()
+
+    all_obs = _stack(obs_steps)  # (T+1, B, ...)
+    all_actions, all_rewards = np.stack(actions), np.stack(rewards)  # (T, B, act_dim), (T, B)
+    all_terms, all_truncs = np.stack(terminations), np.stack(truncations)  # (T, B)
+    pieces = [(first, last, i, final, False) for first, last, i, final in finished]
+    if size is not None:
+        # The last vector step may overshoot ``size``: its surplus envs stop one step earlier.
+        counted = size - (t - 1) * num_envs
+        last_steps = [t - 1 if i < counted else t - 2 for i in range(num_envs)]
+        for piece in [p for p in pieces if p[1] > last_steps[p[2]]]:
+            pieces.remove(piece)
+            starts[piece[2]] = piece[0]
+        for i in range(num_envs):
+            if starts[i] <= last_steps[i]:
+                pieces.append((starts[i], last_steps[i], i, _take(all_obs, last_steps[i] + 1, i), True))
+    else:
+        pieces = pieces[:episodes]
+
+    buffers = []
+    for episode_id, (first, last, i, final, cut) in enumerate(pieces):
+        rows = slice(first, last + 1)
+        truncs = all_truncs[rows, i].copy()
+        truncs[-1] |= cut
+        buffers.append(EpisodeBuffer(
+            id=episode_id,
+            observations=_append(_take(all_obs, rows, i), final),
+            actions=all_actions[rows, i],
+            rewards=all_rewards[rows, i],
+            terminations=all_terms[rows, i],
+            truncations=truncs,
+            infos={},
+        ))
+    return buffers
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def _datasets_path(root: Path) -> Iterator[None]:
+    """Point Minari at ``root`` for the duration (Minari reads the variable at each call)."""
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def _check_disk(root: Path, steps: int, task: Task) -> None:
+    env = gym.make(task.env_id, **task.env_kwargs)
+    obs_bytes = gym.spaces.flatdim(env.observation_space) * 8
+    act_bytes = gym.spaces.flatdim(env.action_space) * 4
+    env.close()
+    needed = int(steps * (obs_bytes + act_bytes + 10) * 1.2) + (1 << 20)  # + rewards, flags, metadata
+    free = shutil.disk_usage(root).free
+    if free < needed:
+        raise DataError(f"not enough disk space in {root}: the dataset needs about {needed >> 20} MiB, "
+                        f"{free >> 20} MiB are free; free some or set MINARI_DATASETS_PATH to another disk")
+
+
+def _write(dataset_id: str, buffers: list[EpisodeBuffer], target: Path, root: Path, **create_kwargs: Any) -> None:
+    """Build the dataset under a temporary root beside ``root``, then move it into place."""
+    scratch = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    try:
+        with _datasets_path(scratch), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # minari nags about optional metadata
+            minari.create_dataset_from_buffers(dataset_id, buffers, **create_kwargs)
+        namespace = dataset_id.rsplit("/", 1)[0]
+        with _datasets_path(root):
+            if namespace not in list_local_namespaces():
+                create_namespace(namespace)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.replace(target, scratch / "replaced")
+        os.replace(scratch / dataset_id, target)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DataError(f"disk full while writing {dataset_id} under {root}: free space or set "
+                            f"MINARI_DATASETS_PATH to another disk (nothing was written)") from None
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _parse_id(dataset_id: str) -> tuple[str, str]:
+    match = re.fullmatch(r"tge/([a-z0-9-]+)/([a-z]+)-v0", dataset_id)
+    if match is None:
+        raise DataError(f"dataset id {dataset_id!r} is not of the form tge/<task>/<quality>-v0 "
+                        f"(e.g. tge/hopper/expert-v0)")
+    task, quality = match.groups()
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r} in {dataset_id!r}: use one of {', '.join(TASKS)} "
+                        f"(or --env ENV_ID --expert PATH for another env)")
+    if quality not in QUALITIES:
+        raise DataError(f"unknown quality {quality!r} in {dataset_id!r}: use one of {', '.join(QUALITIES)}")
+    return task, quality
+
+
+def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, expert_path: str | None = None,
+                 quality: str | None = None, size: int | None = None, episodes: int | None = None,
+                 seed: int = 0, force: bool = False, progress: bool = True) -> Path:
+    """Make (or keep) a ``tge/...`` Minari dataset; returns its folder.
+
+    Either ``dataset_id`` (``tge/<task>/<quality>-v0``) or ``env_id`` (+ ``expert_path`` for
+    expert data, ``quality`` in random/expert). ``size``: steps of random/medium data (default
+    200k); ``episodes``: full episodes of expert data (default 250). An existing dataset is kept
+    unless ``force``.
+    """
+    if size is not None and size <= 0:
+        raise DataError(f"size={size} must be > 0: pass the number of steps to collect")
+    if episodes is not None and episodes <= 0:
+        raise DataError(f"episodes={episodes} must be > 0: pass the number of expert episodes to collect")
+    if (dataset_id is None) == (env_id is None):
+        raise DataError("give either a dataset id (tge/<task>/<quality>-v0) or --env ENV_ID, not both or neither")
+
+    if dataset_id is not None:
+        task_name, id_quality = _parse_id(dataset_id)
+        if quality is not None and quality != id_quality:
+            raise DataError(f"quality {quality!r} contradicts the id {dataset_id!r}: drop one of them")
+        quality, task = id_quality, TASKS[task_name]
+    else:
+        quality = quality or ("expert" if expert_path else "random")
+        if quality not in ("random", "expert"):
+            raise DataError(f"quality {quality!r} with --env: use 'random' or 'expert' (medium needs a task's snapshots)")
+        if expert_path is None:
+            raise DataError(f"--env {env_id} needs --expert PATH (an actor state_dict) for its reference score")
+        dataset_id = f"tge/{re.sub(r'[^a-z0-9]+', '-', env_id.lower()).strip('-')}/{quality}-v0"
+        task_name, task = None, Task(env_id)
+
+    target = Path(get_dataset_path(dataset_id))
+    if target.exists() and not force:
+        log.info("kept existing dataset %s at %s (pass force to remake it)", dataset_id, target)
+        return target
+    root = Path(get_dataset_path())
+
+    env = gym.make(task.env_id, **task.env_kwargs) if task_name else _check_env(task.env_id)
+    action_space, eval_spec = env.action_space, env.spec
+    if task_name is not None:
+        policy = _task_policy(task_name, quality, seed, action_space)
+        ref_min, ref_max = _task_ref_scores(task_name)
+        algorithm = {"random": "uniform random actions",
+                     "medium": "waypoint controller, noisy, wandering to random goals" if task.scripted
+                     else f"SB3 SAC snapshot ({task_name}_medium.pt)",
+                     "expert": "scripted waypoint controller (BFS + PD)" if task.scripted
+                     else f"SB3 SAC expert ({task_name}_expert.pt)"}[quality]
+    else:
+        expert = _custom_policy(env, expert_path)
+        policy = expert if quality == "expert" else experts.random_policy(action_space, seed)
+        ref_min = float(experts.evaluate(experts.random_policy(action_space, REF_SEED), task.env_id,
+                                         episodes=REF_EPISODES, seed=REF_SEED).mean())
+        ref_max = float(experts.evaluate(expert, task.env_id, episodes=REF_EPISODES, seed=REF_SEED).mean())
+        algorithm = "uniform random actions" if quality == "random" else f"expert actor {expert_path}"
+    env.close()
+
+    if quality == "expert":
+        episodes = episodes or DEFAULT_EPISODES
+        _check_disk(root, episodes * eval_spec.max_episode_steps, task)
+        buffers = collect(task, policy, seed=seed, episodes=episodes, progress=progress, desc=dataset_id)
+    else:
+        size = size or DEFAULT_SIZE
+        _check_disk(root, size, task)
+        buffers = collect(task, policy, seed=seed, size=size, progress=progress, desc=dataset_id)
+
+    _write(dataset_id, buffers, target, root,
+           env=eval_spec, eval_env=eval_spec, algorithm_name=algorithm, author="tge_ray",
+           author_email="n/a", code_permalink="tge_ray/data/make.py",
+           ref_min_score=ref_min, ref_max_score=ref_max, num_episodes_average_score=REF_EPISODES,
+           description=f"{quality} data for {task.env_id} made by `tge data make` with seed {seed}",
+           requirements=["gymnasium[mujoco]>=1.0"] + (["gymnasium-robotics>=1.4"] if task.scripted else []))
+    return target
