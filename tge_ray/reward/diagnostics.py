@@ -1,0 +1,166 @@
+"""Does the reward tell expert transitions from the rest? Numbers and plots to check.
+
+D_mu carries a per-transition flag saying which transitions came from expert episodes (used for
+diagnostics only, never for training). :func:`separation` reports the mean reward of each group
+and the ROC AUC of the reward as a score for "is expert" (1.0: every expert transition outranks
+every other one; 0.5: no better than chance). The plots are the paper's two sanity checks: the
+reward histogram per group (reward collapse shows as one spike) and a 2-D projection of the
+embeddings (an expert cluster should be visible).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values`` (N,), ties sharing the mean of the ranks they span."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="stable")
+    _, first, counts = np.unique(values[order], return_index=True, return_counts=True)
+    # A tie group occupying sorted positions first..first+count-1 (0-based) gets the mean rank.
+    group_rank = first + (counts + 1) / 2.0
+    ranks = np.empty(len(values), np.float64)
+    ranks[order] = np.repeat(group_rank, counts)
+    return ranks
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """ROC AUC of ``scores`` for ``positive`` (bool), via the Mann-Whitney U statistic.
+
+    AUC = (R_pos - n_pos (n_pos + 1) / 2) / (n_pos n_neg), R_pos the sum of the positives' ranks
+    with ties given average ranks (so a tie counts one half). NaN when a class is empty.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    positive = np.asarray(positive, dtype=bool)
+    if scores.shape != positive.shape or scores.ndim != 1:
+        raise ValueError(f"scores {scores.shape} and flags {positive.shape} must be equal (N,) shapes")
+    if np.isnan(scores).any():
+        raise ValueError("scores hold NaN values")
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    rank_sum = average_ranks(scores)[positive].sum()
+    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def separation(rewards: np.ndarray, expert_flags: np.ndarray) -> dict[str, float]:
+    """Mean reward of expert-flagged and other transitions, and the reward's ROC AUC.
+
+    Returns ``{"mean_expert", "mean_other", "auc", "n_expert", "n_other"}`` (means and AUC are
+    NaN for an empty group).
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    flags = np.asarray(expert_flags, dtype=bool)
+    if rewards.shape != flags.shape or rewards.ndim != 1:
+        raise ValueError(f"rewards {rewards.shape} and expert_flags {flags.shape} must be equal (N,) shapes")
+    n_expert = int(flags.sum())
+    n_other = len(flags) - n_expert
+    return {
+        "mean_expert": float(rewards[flags].mean()) if n_expert else float("nan"),
+        "mean_other": float(rewards[~flags].mean()) if n_other else float("nan"),
+        "auc": roc_auc(rewards, flags),
+        "n_expert": n_expert,
+        "n_other": n_other,
+    }
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _save_atomically(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Save ``figure`` to a temporary name beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = path.suffix.lstrip(".") or "png"
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        figure.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _figure(size: tuple[float, float] = (6.4, 4.4)) -> Any:
+    # Figure + Agg canvas directly, not pyplot: no global backend switch, no figure registry.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def plot_reward_histogram(rewards: np.ndarray, expert_flags: np.ndarray,
+                          path: str | os.PathLike[str], kernel: str = "log", bins: int = 60) -> Path:
+    """Density histograms of the raw reward for expert-flagged vs other transitions."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    flags = np.asarray(expert_flags, dtype=bool)
+    stats = separation(rewards, flags)
+    figure = _figure()
+    axes = figure.add_subplot()
+    edges = np.histogram_bin_edges(rewards, bins=bins) if rewards.size else bins
+    for mask, label, colour in ((~flags, "other", "tab:blue"), (flags, "expert", "tab:orange")):
+        if mask.any():
+            axes.hist(rewards[mask], bins=edges, density=True, alpha=0.55, color=colour,
+                      label=f"{label} (n={int(mask.sum())}, mean={rewards[mask].mean():.3g})")
+    axes.set_title(f"Reward distribution, {kernel} kernel (ROC AUC {stats['auc']:.3f})")
+    axes.set_xlabel("raw reward")
+    axes.set_ylabel("density")
+    axes.legend(loc="best")
+    return _save_atomically(figure, path)
+
+
+def pca_2d(embeddings: np.ndarray) -> np.ndarray:
+    """Project embeddings (N, D) onto their first two principal components -> (N, 2)."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)  # vt: (min(N, D), D)
+    components = vt[:2]
+    if components.shape[0] < 2:  # D == 1 or a single point: pad with zeros
+        components = np.vstack([components, np.zeros((2 - components.shape[0], x.shape[1]))])
+    return x @ components.T
+
+
+def plot_embedding_projection(embeddings: np.ndarray, expert_flags: np.ndarray,
+                              path: str | os.PathLike[str], returns: np.ndarray | None = None,
+                              max_points: int = 5000, seed: int = 0) -> Path:
+    """2-D PCA of a random subsample (at most ``max_points``) of the embeddings.
+
+    Expert-flagged points are drawn as orange crosses; the others are grey dots, or coloured by
+    ``returns`` (N,) (e.g. their episode's return) when given.
+    """
+    embeddings = np.asarray(embeddings)
+    flags = np.asarray(expert_flags, dtype=bool)
+    if embeddings.ndim != 2 or len(embeddings) != len(flags):
+        raise ValueError(f"embeddings {embeddings.shape} must be (N, D) with N = len(expert_flags) = {len(flags)}")
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(len(flags), size=min(max_points, len(flags)), replace=False))
+    points = pca_2d(embeddings[keep]) if len(keep) else np.zeros((0, 2))
+    flags = flags[keep]
+    figure = _figure((6.4, 5.2))
+    axes = figure.add_subplot()
+    other = ~flags
+    if returns is not None:
+        values = np.asarray(returns, dtype=np.float64)[keep]
+        drawn = axes.scatter(points[other, 0], points[other, 1], c=values[other], cmap="viridis",
+                             s=6, alpha=0.7, label="other (colour: return)")
+        if other.any():
+            figure.colorbar(drawn, ax=axes, label="return")
+    else:
+        axes.scatter(points[other, 0], points[other, 1], c="tab:gray", s=6, alpha=0.5, label="other")
+    axes.scatter(points[flags, 0], points[flags, 1], c="tab:orange", marker="x", s=14,
+                 alpha=0.8, label="expert")
+    axes.set_title(f"Embeddings, 2-D PCA ({len(keep)} of {len(expert_flags)} points)")
+    axes.set_xlabel("principal component 1")
+    axes.set_ylabel("principal component 2")
+    axes.legend(loc="best")
+    return _save_atomically(figure, path)

@@ -1,0 +1,131 @@
+"""Kernel rewards on k-NN distances, and the scaling applied before offline RL.
+
+Pure functions: they take the (N, k) *Euclidean* distances from each transition's embedding to
+its k nearest expert embeddings and return one reward per transition. Faiss' ``IndexFlatL2``
+returns *squared* distances; :func:`euclidean_from_squared` is the one place that converts them
+(``tge_ray.reward.knn`` calls it, so everything downstream of the index is Euclidean).
+
+    log (default):  r = -log(1 + (1/k) * sum_j d_j / sigma)             in (-inf, 0]
+    gaussian:       r = (1/k) * sum_j exp(-d_j^2 / (2 sigma^2))          in (0, 1]
+
+Both accept NumPy arrays or torch tensors and return the same kind (float32 for NumPy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+KERNELS = ("log", "gaussian")
+SCALE_MODES = ("minmax", "standard", "none")
+
+Kernel = Literal["log", "gaussian"]
+ScaleMode = Literal["minmax", "standard", "none"]
+ArrayLike = Any  # np.ndarray or torch.Tensor
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def euclidean_from_squared(squared_distances: np.ndarray) -> np.ndarray:
+    """Squared L2 distances (as faiss returns them) -> Euclidean distances, float32, in place.
+
+    Faiss computes ||x||^2 + ||y||^2 - 2<x, y> for batches, which can come out slightly below
+    zero for (near-)identical vectors; those are clamped to 0 before the square root.
+    """
+    out = np.asarray(squared_distances, dtype=np.float32)
+    np.maximum(out, 0.0, out=out)
+    np.sqrt(out, out=out)
+    return out
+
+
+def _check_distances(distances: Any) -> None:
+    if distances.ndim != 2:
+        raise ValueError(f"distances must be (N, k), got shape {tuple(distances.shape)}")
+    if distances.shape[1] < 1:
+        raise ValueError("distances must hold at least one neighbour per row (k >= 1)")
+
+
+def log_kernel(distances: ArrayLike, sigma: float = 1.0) -> ArrayLike:
+    """r = -log(1 + mean_j(d_j) / sigma); distances (N, k) Euclidean -> rewards (N,)."""
+    _check_distances(distances)
+    if _is_torch(distances):
+        import torch
+
+        return -torch.log1p(distances.mean(dim=1) / sigma)
+    mean = np.asarray(distances, dtype=np.float64).mean(axis=1)  # (N,)
+    return (-np.log1p(mean / sigma)).astype(np.float32)
+
+
+def gaussian_kernel(distances: ArrayLike, sigma: float = 1.0) -> ArrayLike:
+    """r = mean_j exp(-d_j^2 / (2 sigma^2)); distances (N, k) Euclidean -> rewards (N,)."""
+    _check_distances(distances)
+    if _is_torch(distances):
+        import torch
+
+        return torch.exp(-(distances**2) / (2.0 * sigma**2)).mean(dim=1)
+    d = np.asarray(distances, dtype=np.float64)
+    return np.exp(-(d**2) / (2.0 * sigma**2)).mean(axis=1).astype(np.float32)
+
+
+def kernel_reward(distances: ArrayLike, kernel: Kernel = "log", sigma: float = 1.0) -> ArrayLike:
+    """Reward per row of ``distances`` (N, k), Euclidean, with the named kernel -> (N,)."""
+    if not sigma > 0 or not math.isfinite(sigma):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    if kernel == "log":
+        return log_kernel(distances, sigma)
+    if kernel == "gaussian":
+        return gaussian_kernel(distances, sigma)
+    raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+
+
+@dataclass(frozen=True)
+class RewardScaling:
+    """How raw rewards were scaled: ``scaled = (raw - shift) / divisor``.
+
+    ``minmax``: shift = min, divisor = max - min over D_mu, so D_mu's rewards span [0, 1].
+    ``standard``: shift = mean, divisor = std (population), zero mean and unit std.
+    ``none``: shift = 0, divisor = 1.
+    A constant reward vector (max == min, or std == 0) keeps divisor = 1, so it maps to 0
+    rather than dividing by zero; ``degenerate`` says so.
+    """
+
+    mode: ScaleMode
+    shift: float
+    divisor: float
+    degenerate: bool = False
+
+    def apply(self, rewards: np.ndarray) -> np.ndarray:
+        """Scale ``rewards`` (any shape) with these parameters; float32."""
+        r = np.asarray(rewards, dtype=np.float64)
+        return ((r - self.shift) / self.divisor).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for reports and result files."""
+        return {"mode": self.mode, "shift": self.shift, "divisor": self.divisor,
+                "degenerate": self.degenerate}
+
+
+def scale_rewards(rewards: np.ndarray, mode: ScaleMode = "minmax") -> tuple[np.ndarray, RewardScaling]:
+    """Scale raw rewards (N,) of D_mu for the backbone; returns (scaled float32, parameters)."""
+    r = np.asarray(rewards, dtype=np.float64)
+    if r.ndim != 1:
+        raise ValueError(f"rewards must be (N,), got shape {r.shape}")
+    if mode not in SCALE_MODES:
+        raise ValueError(f"scale mode must be one of {SCALE_MODES}, got {mode!r}")
+    if mode == "none" or r.size == 0:
+        scaling = RewardScaling(mode, 0.0, 1.0)
+    elif not np.all(np.isfinite(r)):
+        raise ValueError("rewards hold NaN or inf values; cannot scale them")
+    elif mode == "minmax":
+        low, high = float(r.min()), float(r.max())
+        spread = high - low
+        scaling = RewardScaling(mode, low, spread if spread > 0 else 1.0, degenerate=spread <= 0)
+    else:
+        mean, std = float(r.mean()), float(r.std())
+        scaling = RewardScaling(mode, mean, std if std > 0 else 1.0, degenerate=std <= 0)
+    return scaling.apply(r), scaling
