@@ -371,7 +371,10 @@ class SweepConfig:
         num_samples: configurations drawn by Optuna.
         seeds: seeds each configuration runs over; the searcher sees their mean score.
         max_concurrent_trials: trials at once.
-        cpus_per_trial, gpus_per_trial: resources per trial (fractional GPUs allowed).
+        cpus_per_trial, gpus_per_trial: resources the trial's own process reserves (its RL
+            updates); fractional values allowed. Its nested stages reserve their own: one CPU
+            per Ray Train worker and per actor, a quarter CPU per window-gathering task, so on a
+            small machine keep cpus_per_trial + 1.25 <= CPUs per concurrent trial.
         grace_period: evaluations before ASHA may stop a trial.
         reduction_factor: ASHA's eta.
     """
@@ -379,7 +382,7 @@ class SweepConfig:
     num_samples: int = 16
     seeds: int = 1
     max_concurrent_trials: int = 2
-    cpus_per_trial: float = 1.0
+    cpus_per_trial: float = 0.5
     gpus_per_trial: float = 0.0
     grace_period: int = 1
     reduction_factor: int = 2

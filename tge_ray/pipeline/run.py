@@ -34,7 +34,7 @@ from tge_ray.config import ExperimentConfig, dump_config, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask, build_task
 from tge_ray.data.windows import Windows, to_ray_dataset
-from tge_ray.errors import DataError, TGEError
+from tge_ray.errors import ConfigError, DataError, TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
 from tge_ray.seeding import seed_everything
 
@@ -375,10 +375,22 @@ def method_label(method: str, cfg: ExperimentConfig) -> str:
     return method
 
 
-def run_experiment(cfg: ExperimentConfig, progress: bool = True, report: Any = None) -> RunResult:
-    """Run every stage (reusing finished artifacts) and write the run folder."""
+def run_experiment(
+    cfg: ExperimentConfig,
+    progress: bool = True,
+    report: Any = None,
+    run_root: Path | None = None,
+    stages: dict[str, Artifact] | None = None,
+) -> RunResult:
+    """Run every stage (reusing finished artifacts) and write the run folder.
+
+    Artifacts go under ``cfg.storage`` (a local folder, or a cloud URI when ``run_root`` is
+    given); the run folder goes under ``run_root`` (default: ``cfg.storage``). ``report`` is
+    called after every policy evaluation (a Tune trial reports it for ASHA); ``stages``, when
+    given, is filled with each stage's artifact as soon as the stage is done.
+    """
     started = time.time()
-    if is_uri(cfg.storage):
+    if run_root is None and is_uri(cfg.storage):
         raise TGEError(
             f"storage={cfg.storage!r}: `tge run` writes its run folder locally; use a local path "
             "(sweeps accept cloud URIs with --storage)"
@@ -391,13 +403,21 @@ def run_experiment(cfg: ExperimentConfig, progress: bool = True, report: Any = N
     with ray_session(cfg):
         store = ArtifactStore(cfg.storage)
         _quiet_ray_data()
-        result = _run_stages(cfg, store, progress, report)
+        result = _run_stages(cfg, store, progress, report, Path(run_root or cfg.storage), stages)
     result.seconds = time.time() - started
-    _print_table(cfg, result)
+    if progress or run_root is None:
+        _print_table(cfg, result)
     return result
 
 
-def _run_stages(cfg: ExperimentConfig, store: ArtifactStore, progress: bool, report: Any) -> RunResult:
+def _run_stages(
+    cfg: ExperimentConfig,
+    store: ArtifactStore,
+    progress: bool,
+    report: Any,
+    run_root: Path,
+    stages: dict[str, Artifact] | None,
+) -> RunResult:
     horizon = cfg.windows.horizon
     # 1. data
     _say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
@@ -407,7 +427,12 @@ def _run_stages(cfg: ExperimentConfig, store: ArtifactStore, progress: bool, rep
     _say(progress, f"[2/6] windows: H={horizon}, {task.mixed.n_transitions} in D_mu, {len(task.demo_observations)} in D_E")
     mixed_windows = Windows(task.standardize(task.mixed.observations), task.mixed.episode_ids, horizon)
     demo_windows = Windows(task.standardize(task.demo_observations), task.demo_episode_ids, horizon)
-    artifacts: dict[str, Artifact] = {}
+    if "tge" in cfg.methods and cfg.reward.k > len(demo_windows):
+        raise ConfigError(
+            f"reward.k={cfg.reward.k} exceeds the {len(demo_windows)} expert windows of D_E: use "
+            f"reward.k <= {len(demo_windows)} or more demos (task.n_demos)"
+        )
+    artifacts: dict[str, Artifact] = {} if stages is None else stages
     rewards: Artifact | None = None
     separation: dict[str, float] = {}
     if "tge" in cfg.methods:
@@ -437,15 +462,21 @@ def _run_stages(cfg: ExperimentConfig, store: ArtifactStore, progress: bool, rep
         separation=separation,
         artifacts={name: {"name": a.name, "path": str(a.path), "reused": a.reused} for name, a in artifacts.items()},
     )
-    result.run_dir = _write_run_folder(cfg, store, task, artifacts, result)
+    result.run_dir = _write_run_folder(cfg, store, task, artifacts, result, run_root)
     return result
 
 
 def _write_run_folder(
-    cfg: ExperimentConfig, store: ArtifactStore, task: LfOTask, artifacts: dict[str, Artifact], result: RunResult
+    cfg: ExperimentConfig,
+    store: ArtifactStore,
+    task: LfOTask,
+    artifacts: dict[str, Artifact],
+    result: RunResult,
+    run_root: Path,
 ) -> Path:
     """config.yaml, results.json, metrics.jsonl, checkpoints/ and PNGs, moved into place whole."""
-    root = Path(cfg.storage).expanduser().resolve()
+    root = run_root.expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{cfg.run_name()}__{time.strftime('%Y%m%d-%H%M%S')}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.tmp-"))
     try:

@@ -170,7 +170,13 @@ def evaluate_remote(
         import ray
 
         _REMOTE_EVALUATE = ray.remote(evaluate_actor_state)
-    task = _REMOTE_EVALUATE.options(num_cpus=num_cpus)
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    # Inside a Tune trial, child tasks would be captured by the trial's placement group, which
+    # holds only the trial's own CPUs; evaluations reserve theirs from the cluster instead.
+    task = _REMOTE_EVALUATE.options(
+        num_cpus=num_cpus, scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)
+    )
     return task.remote(actor_state, env_id, policy_cls=policy_cls, **kwargs)
 
 

@@ -1,0 +1,78 @@
+"""`tge sweep` on a real local Ray: a smoke sweep whose driver is killed part way, then resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _finished_trials(sweep: Path) -> set[str]:
+    done = set()
+    for result in sweep.glob("_trial_*/result.json"):
+        for line in result.read_text().splitlines():
+            if json.loads(line).get("final") is True:  # the trial's last report
+                done.add(result.parent.name)
+    return done
+
+
+@pytest.mark.slow
+def test_sweep_killed_then_resumed(tiny_datasets, tmp_path):
+    storage = tmp_path / "sweeps"
+    command = [
+        sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
+        "--storage", str(storage),
+        f"task.offline={tiny_datasets['offline']}", f"task.expert={tiny_datasets['expert']}",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    sweep = storage / "smoke"
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and not _finished_trials(sweep) and first.poll() is None:
+            time.sleep(2)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)  # the driver dies part way, with its local Ray
+        first.wait()
+    assert first.returncode == -signal.SIGKILL, "the sweep ended before it could be killed part way"
+    finished_before = _finished_trials(sweep)
+    assert finished_before, (tmp_path / "first.log").read_text()[-3000:]
+    lines_before = {name: (sweep / name / "result.json").read_text() for name in finished_before}
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert len(table) == 3, table  # num_samples: no trial drawn twice, none lost
+    assert set(table["status"]) <= {"done", "stopped"} and (table["status"] == "done").any()
+    assert table.loc[table["status"] == "done", "score_mean"].notna().all()
+    # The trial finished before the kill was not run again: its result file was not rewritten.
+    for name in finished_before:
+        assert (sweep / name / "result.json").read_text() == lines_before[name]
+        assert name in set(table["trial_id"])
+    # One diffusion model for all trials of one horizon.
+    assert table["diffusion_trained"].sum() == 1
+    assert table["diffusion_reused"].sum() == 2
+    assert "diffusion models trained: 1, reused: 2" in resumed.stdout
+    for name in ("best.md", "score_vs_sigma.png", "score_by_backbone.png"):
+        assert (sweep / name).is_file()
+
+
+def test_resume_without_a_sweep_is_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
+         "--storage", str(tmp_path), "--resume"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("tge: error: --resume: no sweep at")

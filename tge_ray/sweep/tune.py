@@ -1,0 +1,179 @@
+"""``tge sweep``: Ray Tune + OptunaSearch over a space file, ASHA on evaluation scores.
+
+Each trial is one configuration run over ``sweep.seeds`` seeds (seed, seed + 1, ...), the TGE
+method only; the searcher sees the mean final normalised score (``score``) and the results
+carry its std. While a trial trains, every policy evaluation is reported (``score`` = that
+evaluation's normalised score, ``evaluations`` = how many so far over all seeds); ASHA compares
+trials at equal ``evaluations``, i.e. the same seed and evaluation step, and stops weak ones.
+
+Trials share the artifact store under ``<storage>/artifacts``: one diffusion model per (data,
+H, diffusion config, seed) however many trials need it (a lock makes the others wait and reuse
+it). ``--resume`` continues a stopped sweep with ``Tuner.restore``: finished trials stay, errored
+ones are retried, and the Optuna searcher's state (in the experiment checkpoint) is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tge_ray.errors import TGEError
+from tge_ray.pipeline.artifacts import is_uri
+from tge_ray.sweep.results import FINAL
+from tge_ray.sweep.space import SearchSpace, load_space
+
+METRIC = "score"
+TIME_ATTR = "evaluations"
+
+
+
+def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
+    """One Tune trial: the sampled configuration over every seed."""
+    import ray.tune
+
+    from tge_ray.pipeline.run import run_experiment
+
+    first = space.config(config)
+    trial_dir = Path(ray.tune.get_context().get_trial_dir())
+    evaluations = 0
+    scores: list[float] = []
+    seconds = 0.0
+    stages_of_seeds: list[dict[str, Any]] = []  # artifacts of each seed's run, filled live
+
+    def usage() -> dict[str, int]:
+        artifacts = [a for stages in stages_of_seeds for a in stages.values()]
+        return {
+            "diffusion_trained": sum(1 for a in artifacts if a.name.startswith("diffusion-") and not a.reused),
+            "diffusion_reused": sum(1 for a in artifacts if a.name.startswith("diffusion-") and a.reused),
+            "artifacts_reused": sum(1 for a in artifacts if a.reused),
+        }
+
+    def report(event: dict[str, Any]) -> None:
+        nonlocal evaluations
+        evaluations += 1
+        ray.tune.report(
+            {METRIC: float(event["score"]), TIME_ATTR: evaluations, "step": int(event["step"]), **usage()}
+        )
+
+    for offset in range(first.sweep.seeds):
+        cfg = space.config(config, {"seed": first.seed + offset, "storage": storage, "methods": ["tge"]})
+        stages_of_seeds.append({})
+        result = run_experiment(cfg, progress=False, report=report, run_root=trial_dir, stages=stages_of_seeds[-1])
+        scores.append(result.scores[f"tge-{cfg.rl.backbone}"])
+        seconds += result.seconds
+    ray.tune.report(
+        {
+            METRIC: float(np.mean(scores)),
+            "score_std": float(np.std(scores)),
+            "seeds": first.sweep.seeds,
+            TIME_ATTR: evaluations + 1,
+            "run_seconds": seconds,
+            FINAL: True,
+            **usage(),
+        }
+    )
+
+
+def _check_storage(storage: str) -> str:
+    if is_uri(storage):
+        return storage
+    path = Path(storage).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise TGEError(f"--storage {storage!r} cannot be written ({exc.strerror}): choose a writable folder") from None
+    return str(path)
+
+
+def run_sweep(
+    space_path: str,
+    storage: str | None = None,
+    resume: bool = False,
+    overrides: list[str] | tuple[str, ...] = (),
+    progress: bool = True,
+) -> Path:
+    """Run (or resume) a sweep; returns the sweep folder with its results files."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = load_space(space_path, overrides)  # every check happens before Ray starts
+    base = space.config(_first_sample(space))
+    settings = base.sweep
+    storage = _check_storage(storage or base.storage)
+    sweep_path = f"{storage.rstrip('/')}/{space.name}"
+    if resume and not _has_sweep(sweep_path):
+        raise TGEError(f"--resume: no sweep at {sweep_path!r} (start it without --resume first)")
+
+    from tge_ray.pipeline.run import ray_session
+
+    started = time.time()
+    with ray_session(base):
+        trainable = tune.with_resources(
+            tune.with_parameters(_trial, space=space, storage=storage),
+            {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+        )
+        if resume:
+            tuner = tune.Tuner.restore(sweep_path, trainable=trainable, resume_errored=True)
+        else:
+            searcher = OptunaSearch(space=space.sample, metric=METRIC, mode="max", seed=base.seed)
+            scheduler = ASHAScheduler(
+                time_attr=TIME_ATTR,
+                metric=METRIC,
+                mode="max",
+                max_t=_max_evaluations(base),
+                grace_period=settings.grace_period,
+                reduction_factor=settings.reduction_factor,
+            )
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    scheduler=scheduler,
+                    num_samples=settings.num_samples,
+                    max_concurrent_trials=settings.max_concurrent_trials,
+                ),
+                run_config=tune.RunConfig(
+                    name=space.name,
+                    storage_path=storage,
+                    verbose=1 if progress else 0,
+                    failure_config=tune.FailureConfig(max_failures=1),
+                ),
+            )
+        grid = tuner.fit()
+    from tge_ray.sweep.results import write_results
+
+    return write_results(grid, space, sweep_path, wall_seconds=time.time() - started)
+
+
+def _first_sample(space: SearchSpace) -> dict[str, Any]:
+    """Any valid sample (first option or low bound of each parameter): for sweep-wide settings."""
+    sample: dict[str, Any] = {}
+    if space.tasks:
+        sample["task"] = next(iter(space.tasks))
+    for param in space.params:
+        sample[param.name] = param.values[0]
+    return sample
+
+
+def _max_evaluations(cfg: Any) -> int:
+    per_seed = math.ceil(cfg.rl.steps / cfg.evaluation.every) + 1
+    return per_seed * cfg.sweep.seeds + 1
+
+
+def _has_sweep(sweep_path: str) -> bool:
+    if is_uri(sweep_path):
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(sweep_path)
+        return fs.get_file_info(f"{path}/tuner.pkl").type == pyarrow.fs.FileType.File
+    return (Path(sweep_path) / "tuner.pkl").is_file()
+
