@@ -67,3 +67,13 @@ def test_bad_space_files(tmp_path, space, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")) as info:
         load_space(_write(tmp_path, "base: smoke\n" + space))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["smoke", "horizon", "kernel", "backbone", "local_suite", "d4rl_locomotion"]
+)
+def test_shipped_spaces_parse(name):
+    from pathlib import Path
+
+    space = load_space(Path(__file__).resolve().parents[2] / "tune_spaces" / f"{name}.yaml")
+    assert space.name == name and (space.params or space.tasks)

@@ -69,10 +69,13 @@ def ray_session(cfg: ExperimentConfig) -> Iterator[None]:
     address = cfg.resources.address
     if address not in (None, "auto", "local"):
         check_reachable(address)
+    # Inside `ray job submit`, RAY_ADDRESS points ray.init at the job's cluster, which refuses
+    # num_cpus: a CPU count applies only to a Ray this process starts itself.
+    starts_local = address is None and not os.environ.get("RAY_ADDRESS")
     try:
         ray.init(
             address=address,
-            num_cpus=cfg.resources.num_cpus if address is None else None,
+            num_cpus=cfg.resources.num_cpus if starts_local else None,
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
