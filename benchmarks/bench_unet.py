@@ -1,0 +1,196 @@
+"""Throughput of the temporal U-Net on CPU: training steps and encoder-only embedding.
+
+Measures, after warm-up, for each model size:
+- training windows/s at batch 256: one full ``DiffusionTrainerState.update`` (noise draw, forward,
+  backward, fused Adam step and EMA update), fp32;
+- encoding windows/s at batch 1024: ``TemporalUnet.embed`` (down path + mid blocks only) under
+  ``torch.inference_mode``, fp32.
+
+Variants: ``fast`` is the project's network (dense-GEMM convolutions at short lengths, shared
+step features); ``plain`` runs every convolution through ``nn.Conv1d`` as Diffuser does. Both
+have identical parameters. ``--compile`` adds ``torch.compile`` rows (compile time excluded and
+reported). Each measurement is the best of ``--repeats`` timed runs, because other processes may
+share the cores; the load average at start and end is written down with the results.
+
+    .venv/bin/python benchmarks/bench_unet.py                 # table + benchmarks/unet.json
+    .venv/bin/python benchmarks/bench_unet.py --smoke-test    # seconds, tiny sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tge_ray.config import DiffusionConfig
+from tge_ray.diffusion.ddpm import DiffusionTrainerState
+from tge_ray.diffusion.unet import TemporalConv1d, TemporalUnet, count_parameters
+
+REFERENCE = {"train_windows_per_s": 1024, "encode_windows_per_s": 5720}  # Diffuser impl., 2 cores
+TARGET = {"train_windows_per_s": 2000, "encode_windows_per_s": 11000}
+
+
+@contextmanager
+def plain_convolutions():
+    """Run TemporalConv1d as a plain nn.Conv1d (the Diffuser way) inside the block."""
+    fast = TemporalConv1d.forward
+    TemporalConv1d.forward = nn.Conv1d.forward
+    try:
+        yield
+    finally:
+        TemporalConv1d.forward = fast
+
+
+def machine_info(threads: int) -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "torch_threads": threads,
+        "mkldnn": torch.backends.mkldnn.is_available(),
+    }
+
+
+def _time(fn, steps: int, repeats: int) -> float:
+    """Best seconds per call over ``repeats`` runs of ``steps`` calls."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        best = min(best, (time.perf_counter() - start) / steps)
+    return best
+
+
+def bench_train(obs_dim, horizon, cfg, batch, steps, repeats, warmup, compile_model):
+    torch.manual_seed(0)
+    model = TemporalUnet(obs_dim, horizon, cfg)
+    compile_s = 0.0
+    if compile_model:
+        model = torch.compile(model)
+    state = DiffusionTrainerState(model, cfg, seed=0)
+    x0 = torch.randn(batch, horizon, obs_dim)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        state.update(x0)
+    compile_s = time.perf_counter() - start if compile_model else 0.0
+    seconds = _time(lambda: state.update(x0), steps, repeats)
+    float(state.mean_loss())
+    return batch / seconds, compile_s
+
+
+def bench_encode(obs_dim, horizon, cfg, batch, steps, repeats, warmup, compile_model):
+    torch.manual_seed(0)
+    model = TemporalUnet(obs_dim, horizon, cfg).eval().requires_grad_(False)
+    embed = torch.compile(model.embed) if compile_model else model.embed
+    x = torch.randn(batch, horizon, obs_dim)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for _ in range(warmup):
+            embed(x)
+        compile_s = time.perf_counter() - start if compile_model else 0.0
+        seconds = _time(lambda: embed(x), steps, repeats)
+    return batch / seconds, compile_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per row; the best counts")
+    parser.add_argument("--train-steps", type=int, default=10, help="steps per timed training run")
+    parser.add_argument("--encode-steps", type=int, default=10, help="calls per timed encoding run")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    parser.add_argument("--variants", default="fast,plain", help="comma list of fast, plain")
+    parser.add_argument("--sizes", default="reference,h1,obs17", help="comma list of reference, h1, obs17")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("unet.json")))
+    parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, seconds")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    train_batch, encode_batch = 256, 1024
+    sizes = [
+        # (label, obs_dim, horizon, cfg): the reference is also the project default
+        # (DiffusionConfig() and windows.horizon = 32; hopper has 11-dim states).
+        ("reference", "reference = project default (dim 32, 1-2-4-8, H 32, obs 11)", 11, 32, DiffusionConfig()),
+        ("h1", "single-step ablation (H 1, obs 11)", 11, 1, DiffusionConfig()),
+        ("obs17", "walker2d/halfcheetah states (H 32, obs 17)", 17, 32, DiffusionConfig()),
+    ]
+    sizes = [size[1:] for size in sizes if size[0] in args.sizes.split(",")]
+    if args.smoke_test:
+        sizes = [("smoke (dim 8, 1-2, H 8, obs 3)", 3, 8, DiffusionConfig(dim=8, dim_mults=(1, 2)))]
+        train_batch, encode_batch = 16, 32
+        args.repeats, args.train_steps, args.encode_steps = 1, 2, 2
+    warmup = 3
+    load_before = os.getloadavg()
+    rows = []
+    for label, obs_dim, horizon, cfg in sizes:
+        params = count_parameters(TemporalUnet(obs_dim, horizon, cfg))
+        for variant in args.variants.split(","):
+            for compiled in ([False, True] if args.compile else [False]):
+                ctx = plain_convolutions() if variant == "plain" else contextmanager(lambda: (yield))()
+                with ctx:
+                    train, train_compile_s = bench_train(
+                        obs_dim, horizon, cfg, train_batch, args.train_steps, args.repeats,
+                        warmup, compiled)
+                    encode, encode_compile_s = bench_encode(
+                        obs_dim, horizon, cfg, encode_batch, args.encode_steps, args.repeats,
+                        warmup, compiled)
+                row = {
+                    "size": label, "variant": variant + ("+compile" if compiled else ""),
+                    "parameters": params, "train_batch": train_batch, "encode_batch": encode_batch,
+                    "train_windows_per_s": round(train, 1), "encode_windows_per_s": round(encode, 1),
+                }
+                if compiled:
+                    row["warmup_with_compile_s"] = {"train": round(train_compile_s, 1),
+                                                    "encode": round(encode_compile_s, 1)}
+                rows.append(row)
+                print(f"{label:<62} {row['variant']:<14} {params/1e6:5.2f}M  "
+                      f"train {train:8.0f} w/s   encode {encode:8.0f} w/s", flush=True)
+    load_after = os.getloadavg()
+
+    print()
+    print(f"{'size':<62} {'variant':<14} {'train w/s':>10} {'encode w/s':>11}")
+    for row in rows:
+        print(f"{row['size']:<62} {row['variant']:<14} {row['train_windows_per_s']:>10.0f} "
+              f"{row['encode_windows_per_s']:>11.0f}")
+    print(f"reference (Diffuser impl., 2 cores): train {REFERENCE['train_windows_per_s']}, "
+          f"encode {REFERENCE['encode_windows_per_s']}; targets: train {TARGET['train_windows_per_s']}, "
+          f"encode {TARGET['encode_windows_per_s']}")
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          f"(above {args.threads} means other processes shared the cores)")
+    if args.smoke_test:
+        return
+    result = {
+        "machine": machine_info(args.threads),
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
+        "method": ("best of %d timed runs after %d warm-up calls; training = full update step "
+                   "(noise, forward, backward, fused Adam, EMA), fp32; encoding = embed() under "
+                   "inference_mode, fp32" % (args.repeats, warmup)),
+        "reference": REFERENCE,
+        "target": TARGET,
+        "rows": rows,
+        "command": " ".join(["benchmarks/bench_unet.py", *__import__("sys").argv[1:]]),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

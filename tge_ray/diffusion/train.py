@@ -1,0 +1,438 @@
+"""Ray Train (V2) loop that trains the window DDPM, and the loader of its encoder.
+
+One window's way through this module: the driver hands a Ray Dataset of standardised windows
+(column ``window``, (H, obs_dim) float32) to a :class:`ray.train.torch.TorchTrainer`; each worker
+streams its shard, takes DDP gradient steps (:class:`DiffusionTrainerState`), and rank 0 reports
+a checkpoint every ``diffusion.checkpoint_every`` steps. A worker that dies is replaced and the
+group resumes from the last checkpoint (``FailureConfig``); a driver that is restarted with the
+same ``out_dir`` resumes too (Ray Train V2 restores the run from its storage folder). At the end
+the driver turns the last checkpoint into one file, ``out_dir/diffusion.pt`` (format
+``tge-diffusion-v1``), written atomically; :func:`load_encoder` reads it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tge_ray.config import DiffusionConfig, ExperimentConfig, to_dict
+from tge_ray.diffusion.ddpm import DiffusionTrainerState
+from tge_ray.diffusion.unet import TemporalUnet
+from tge_ray.errors import TGEError
+
+FORMAT = "tge-diffusion-v1"
+CHECKPOINT_FILE = "diffusion.pt"
+STATE_FILE = "state.pt"  # inside each Ray Train checkpoint directory
+MAX_FAILURES = 3
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def diffusion_config_from_dict(data: dict[str, Any]) -> DiffusionConfig:
+    """Rebuild a DiffusionConfig from its saved dict (lists back to tuples)."""
+    data = dict(data)
+    data["dim_mults"] = tuple(data["dim_mults"])
+    return DiffusionConfig(**data)
+
+
+def cluster_has_gpus() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def resolve_use_gpu(use_gpu: bool | str) -> bool:
+    """``auto`` -> whether the Ray cluster has GPUs; ``True`` requires them."""
+    if use_gpu == "auto":
+        return cluster_has_gpus()
+    if use_gpu is True and not cluster_has_gpus():
+        raise TGEError("resources.use_gpu=true but the Ray cluster has no GPUs: use auto or false")
+    return bool(use_gpu)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _feedable(windows: Any, train_workers: int) -> Any:
+    """The windows dataset, run to the end first when the workers would take every CPU.
+
+    Ray Data needs a free CPU for any pending map step; with one CPU per worker and no CPU
+    left (e.g. 2 workers on a 2-CPU laptop) streaming would wait forever, so the windows are
+    materialised into the object store before the workers start.
+    """
+    import ray
+
+    if ray.cluster_resources().get("CPU", 0) - train_workers < 1:
+        return windows.materialize()
+    return windows
+
+
+def _check_windows(windows: Any, horizon: int, obs_dim: int) -> None:
+    """One row on the driver: a wrong column or shape is one line here, not a failed worker group
+    that Ray Train would retry ``max_failures`` times."""
+    try:
+        batch = windows.take_batch(1, batch_format="numpy")
+    except ValueError:  # Ray Data's answer for an empty dataset
+        batch = {"window": np.empty((0, horizon, obs_dim), np.float32)}
+    if "window" not in batch:
+        raise TGEError(f"the windows dataset needs a column 'window', got {sorted(batch)}")
+    if len(batch["window"]) == 0:
+        raise TGEError("the windows dataset is empty: give the diffusion stage some windows")
+    shape = tuple(np.asarray(batch["window"]).shape[1:])
+    if shape != (horizon, obs_dim):
+        raise TGEError(f"windows have shape {shape}, expected (horizon={horizon}, obs_dim={obs_dim})")
+
+
+def _run_name(cfg: ExperimentConfig, obs_dim: int) -> str:
+    """Ray Train run folder keyed by what the weights depend on, so a restarted driver resumes
+    only a run of the same settings."""
+    key = json.dumps(
+        [to_dict(cfg.diffusion), obs_dim, cfg.windows.horizon, cfg.seed, cfg.resources.train_workers],
+        sort_keys=True,
+    )
+    return "ray_train-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- worker
+
+
+def _train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Runs on every Ray Train worker."""
+    import ray.train
+    import ray.train.torch
+
+    # 1. Settings and seeding: every rank builds the same initial weights.
+    cfg = diffusion_config_from_dict(config["diffusion"])
+    obs_dim, horizon, seed = config["obs_dim"], config["horizon"], config["seed"]
+    if config.get("torch_threads"):
+        torch.set_num_threads(config["torch_threads"])
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(seed)
+
+    # 2. Model (DDP when several workers), EMA, optimiser, RNG.
+    model = ray.train.torch.prepare_model(TemporalUnet(obs_dim, horizon, cfg))
+    # Rank 0 draws exactly what an in-process run with this seed draws; others their own stream.
+    state = DiffusionTrainerState(model, cfg, seed=seed + 100_003 * rank, device=device)
+    losses: list[tuple[int, float]] = []
+
+    # 3. Resume from the last checkpoint (after a worker failure or a driver restart).
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            saved = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=False)
+        state.load_state_dict(saved["trainer"])
+        losses = [tuple(x) for x in saved["losses"]]
+        if rank != 0:  # only rank 0's stream is saved; the others restart theirs by step
+            state.generator.manual_seed(seed + 100_003 * rank + state.step)
+    fail_at = config.get("_fail_at_step") if checkpoint is None else None  # test hook
+
+    def report(with_checkpoint: bool) -> None:
+        metrics = {"step": state.step, "loss": losses[-1][1] if losses else float("nan")}
+        if not with_checkpoint or rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save({"trainer": state.state_dict(), "losses": losses}, Path(folder) / STATE_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+    # 4. Epochs over this worker's shard until the step budget is spent.
+    shard = ray.train.get_dataset_shard("windows")
+    progress = config.get("progress")
+    log_every = config["log_every"]
+    epoch = 0
+    while state.step < cfg.steps:
+        took_a_step = False
+        for batch in shard.iter_torch_batches(
+            batch_size=cfg.batch_size,
+            dtypes=torch.float32,
+            drop_last=False,
+            local_shuffle_buffer_size=4 * cfg.batch_size,
+            local_shuffle_seed=seed + epoch,
+        ):
+            windows = batch["window"]  # (B, H, obs_dim)
+            if windows.shape[1:] != (horizon, obs_dim):
+                raise TGEError(
+                    f"windows have shape {tuple(windows.shape[1:])}, expected (horizon={horizon}, obs_dim={obs_dim})"
+                )
+            state.update(windows)
+            took_a_step = True
+            if fail_at is not None and rank == 0 and state.step == fail_at:
+                os._exit(1)  # simulate a dead worker
+            if state.step % log_every == 0 or state.step == cfg.steps:
+                losses.append((state.step, state.mean_loss()))
+                if rank == 0 and progress is not None:
+                    progress.push.remote(state.step, losses[-1][1])
+            if state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
+                report(with_checkpoint=True)
+            if state.step >= cfg.steps:
+                break
+        if not took_a_step:
+            raise TGEError("the windows dataset shard is empty: give the diffusion stage some windows")
+        epoch += 1
+    report(with_checkpoint=True)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _progress_sink():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ProgressSink:
+        """Rank 0 pushes (step, loss); the driver drains them into its progress bar."""
+
+        def __init__(self) -> None:
+            self.items: list[tuple[int, float]] = []
+
+        def push(self, step: int, loss: float) -> None:
+            self.items.append((step, loss))
+
+        def drain(self) -> list[tuple[int, float]]:
+            items, self.items = self.items, []
+            return items
+
+    return ProgressSink.remote()
+
+
+def _fit_with_progress(trainer: Any, sink: Any, total: int) -> Any:
+    import ray
+    from tqdm.auto import tqdm
+
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, daemon=True)
+    thread.start()
+    with tqdm(total=total, desc="diffusion", unit="step", dynamic_ncols=True) as bar:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+            for step, loss in ray.get(sink.drain.remote()):
+                bar.n = step  # not update(): a resumed run may step back
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.refresh()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def train_diffusion(
+    cfg: ExperimentConfig,
+    windows: Any,
+    obs_dim: int,
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    max_failures: int = MAX_FAILURES,
+    _fail_at_step: int | None = None,
+) -> Path:
+    """Train the window DDPM with Ray Train; return ``out_dir / "diffusion.pt"``.
+
+    Args:
+        cfg: the experiment config (``diffusion``, ``windows.horizon``, ``seed``, ``resources``).
+        windows: ``ray.data.Dataset`` with one column ``window`` of (H, obs_dim) float32 arrays,
+            already standardised.
+        obs_dim: state dimension.
+        out_dir: run folder; Ray Train's own files go to ``out_dir/ray_train-<key>``.
+        progress: show a progress bar with the live loss.
+        max_failures: worker failures to recover from (each resumes from the last checkpoint).
+        _fail_at_step: test hook, rank 0 dies once at this step.
+    """
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    horizon = cfg.windows.horizon
+    TemporalUnet(obs_dim, horizon, cfg.diffusion)  # fail fast on a horizon the U-Net cannot take
+    use_gpu = resolve_use_gpu(cfg.resources.use_gpu)
+    windows = _feedable(windows, cfg.resources.train_workers)
+    _check_windows(windows, horizon, obs_dim)
+    sink = _progress_sink() if progress else None
+    loop_config = {
+        "diffusion": to_dict(cfg.diffusion),
+        "obs_dim": obs_dim,
+        "horizon": horizon,
+        "seed": cfg.seed,
+        "torch_threads": cfg.resources.torch_threads,
+        "log_every": max(1, min(50, cfg.diffusion.steps // 20)),
+        "progress": sink,
+        "_fail_at_step": _fail_at_step,
+    }
+    trainer = TorchTrainer(
+        _train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.resources.train_workers, use_gpu=use_gpu),
+        run_config=ray.train.RunConfig(
+            name=_run_name(cfg, obs_dim),
+            storage_path=str(out_dir),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"windows": windows.randomize_block_order(seed=cfg.seed)},
+    )
+    try:
+        result = _fit_with_progress(trainer, sink, cfg.diffusion.steps) if sink is not None else trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        cause = _tge_cause(exc)
+        if cause is not None:
+            raise TGEError(str(cause)) from None
+        raise
+    finally:
+        if sink is not None:
+            ray.kill(sink)
+    if result.checkpoint is None:
+        raise RuntimeError("Ray Train finished without a checkpoint")  # a bug, not a user error
+    with result.checkpoint.as_directory() as folder:
+        saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
+    trainer_state = saved["trainer"]
+    return write_checkpoint(
+        out_dir / CHECKPOINT_FILE,
+        obs_dim=obs_dim,
+        horizon=horizon,
+        cfg=cfg.diffusion,
+        ema_state_dict=trainer_state["ema"],
+        model_state_dict=trainer_state["model"],
+        step=trainer_state["step"],
+        losses=saved["losses"],
+    )
+
+
+def write_checkpoint(
+    path: Path,
+    *,
+    obs_dim: int,
+    horizon: int,
+    cfg: DiffusionConfig,
+    ema_state_dict: dict[str, torch.Tensor],
+    model_state_dict: dict[str, torch.Tensor],
+    step: int,
+    losses: list[tuple[int, float]] | list[list[float]],
+) -> Path:
+    """Write a ``tge-diffusion-v1`` file atomically (temporary file + ``os.replace``)."""
+    _atomic_torch_save(
+        {
+            "format": FORMAT,
+            "obs_dim": int(obs_dim),
+            "horizon": int(horizon),
+            "diffusion_config": to_dict(cfg),
+            "ema_state_dict": ema_state_dict,
+            "model_state_dict": model_state_dict,
+            "step": int(step),
+            "losses": [[int(s), float(v)] for s, v in losses],
+        },
+        Path(path),
+    )
+    return Path(path)
+
+
+def _tge_cause(exc: BaseException) -> BaseException | None:
+    """The first TGEError a worker raised, if any (so the user sees one line, not a traceback).
+
+    Ray re-raises a worker's exception as a class that derives from the original one, so an
+    ``isinstance`` check finds it among ``worker_failures``.
+    """
+    stack: list[Any] = [exc]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, TGEError):
+            return item
+        stack.extend(getattr(item, "worker_failures", {}).values())
+        # Ray Train wraps a worker's exception (``_base_exc``) with its traceback text.
+        stack.extend([getattr(item, "_base_exc", None), getattr(item, "controller_failure", None)])
+        stack.extend([item.__cause__, item.__context__])
+    return None
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checked contents of a ``diffusion.pt``; TGEError (one line) if it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise TGEError(f"diffusion checkpoint {str(path)!r} does not exist: train the diffusion stage first")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TGEError(f"diffusion checkpoint {str(path)!r} cannot be read (corrupt or truncated?): {reason}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise TGEError(f"{str(path)!r} is not a {FORMAT} diffusion checkpoint (format {found!r}): retrain it")
+    missing = [k for k in ("obs_dim", "horizon", "diffusion_config", "ema_state_dict", "model_state_dict", "step") if k not in data]
+    if missing:
+        raise TGEError(f"diffusion checkpoint {str(path)!r} lacks {', '.join(missing)}: retrain it")
+    return data
+
+
+def encoder_from_checkpoint(
+    data: dict[str, Any],
+    device: str | torch.device = "cpu",
+    *,
+    source: str = "diffusion checkpoint",
+    obs_dim: int | None = None,
+    horizon: int | None = None,
+) -> TemporalUnet:
+    """The EMA U-Net of checked checkpoint contents (:func:`read_checkpoint`), eval mode, frozen."""
+    for name, expected in (("obs_dim", obs_dim), ("horizon", horizon)):
+        if expected is not None and data[name] != expected:
+            raise TGEError(
+                f"{source} was trained with {name}={data[name]}, but the windows have "
+                f"{name}={expected}: retrain it for these windows"
+            )
+    try:
+        cfg = diffusion_config_from_dict(data["diffusion_config"])
+        model = TemporalUnet(int(data["obs_dim"]), int(data["horizon"]), cfg)
+        model.load_state_dict(data["ema_state_dict"])
+    except (TGEError, TypeError, KeyError, ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TGEError(f"{source} does not match its own config: {reason}") from None
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_encoder(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    obs_dim: int | None = None,
+    horizon: int | None = None,
+) -> TemporalUnet:
+    """The EMA U-Net of a ``diffusion.pt`` in eval mode, without gradients.
+
+    ``obs_dim`` / ``horizon``, when given, must match the checkpoint's (the windows to embed).
+    Raises TGEError with one line for a missing, corrupt or mismatched checkpoint.
+    """
+    data = read_checkpoint(path)
+    source = f"diffusion checkpoint {str(path)!r}"
+    return encoder_from_checkpoint(data, device, source=source, obs_dim=obs_dim, horizon=horizon)
