@@ -180,9 +180,9 @@ def main() -> None:
     result = {
         "machine": machine_info(args.threads),
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
-        "method": ("best of %d timed runs after %d warm-up calls; training = full update step "
-                   "(noise, forward, backward, fused Adam, EMA), fp32; encoding = embed() under "
-                   "inference_mode, fp32" % (args.repeats, warmup)),
+        "method": (f"best of {args.repeats} timed runs after {warmup} warm-up calls; training = full "
+                   "update step (noise, forward, backward, fused Adam, EMA), fp32; encoding = embed() "
+                   "under inference_mode, fp32"),
         "reference": REFERENCE,
         "target": TARGET,
         "rows": rows,

@@ -501,10 +501,12 @@ def _write_run_folder(
         }
         if "rewards" in artifacts:
             _plots(tmp, cfg, task, artifacts)
+        scaling = store.manifest(artifacts["rewards"])["facts"]["scaling"] if "rewards" in artifacts else None
         results = {
             "scores": result.scores,
             "returns": {k: {"mean": m, "std": s} for k, (m, s) in result.returns.items()},
             "separation": result.separation,
+            "reward_scaling": scaling,
             "eval_history": history,
             "task": task.summary(),
             "artifacts": result.artifacts,
