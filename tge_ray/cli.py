@@ -61,12 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    try:
-        from tge_ray.sweep.tune import run_sweep
-    except ModuleNotFoundError:
-        raise TGEError(
-            "`tge sweep` is not built yet in this version: run single configurations with `tge run`"
-        ) from None
+    from tge_ray.sweep.tune import run_sweep
 
     run_sweep(args.space, storage=args.storage, resume=args.resume, overrides=args.overrides)
     return 0
