@@ -541,16 +541,22 @@ def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:
     return _from_dict(ExperimentConfig, data)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path, what: str = "config file") -> Any:
+    """Parse a YAML file; a missing file or a syntax error is one ConfigError line."""
+    where = f"{what} {str(path)!r}"
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{where} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config file {str(path)!r} does not parse{where}: {problem}") from None
+        raise ConfigError(f"{where} does not parse{at}: {problem}") from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -582,7 +588,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Defaults, then the YAML file (if any), then dotted overrides; checked on the way."""
-    data: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    data: dict[str, Any] = _read_config_file(Path(path)) if path is not None else {}
     for override in overrides:
         apply_override(data, override)
     return config_from_dict(data)

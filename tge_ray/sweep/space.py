@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from tge_ray.config import ExperimentConfig, apply_override, config_from_dict, load_config
+from tge_ray.config import ExperimentConfig, apply_override, config_from_dict, load_config, read_yaml
 from tge_ray.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "logint")
@@ -161,14 +161,7 @@ def load_space(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     """Read and check a space file; ``overrides`` (key=value) extend its ``fixed`` section."""
     path = Path(path)
     where = f"space file {str(path)!r}"
-    if not path.is_file():
-        raise ConfigError(f"{where} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{where} does not parse{at}: {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
+    raw = read_yaml(path, "space file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must hold a mapping with name, base, fixed, tasks and space")
     unknown = set(raw) - {"name", "base", "fixed", "tasks", "space"}
