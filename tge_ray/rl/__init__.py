@@ -8,7 +8,7 @@
 ``tge_ray.rl.evaluation`` holds the rollouts.
 """
 
-from tge_ray.rl.buffer import Batch, TransitionSampler, Transitions
+from tge_ray.rl.buffer import Batch, Transitions, TransitionSampler
 from tge_ray.rl.learner import Learner, make_learner
 
 __all__ = ["Batch", "Learner", "TransitionSampler", "Transitions", "make_learner"]

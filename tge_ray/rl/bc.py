@@ -7,7 +7,8 @@ The baseline that says how much of a score comes from the data alone, without an
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
+
 import torch
 
 from tge_ray.rl import losses
@@ -27,19 +28,10 @@ class BC(Learner):
         n_layers: int,
         lr: float,
         batch_size: int,
-        obs_dim: int,
-        act_dim: int,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        obs_mean: np.ndarray,
-        obs_std: np.ndarray,
-        total_steps: int,
-        device: str = "cpu",
-        seed: int = 0,
-        compile: bool = False,
+        **problem: Any,
     ) -> None:
-        super().__init__(obs_dim, act_dim, action_low, action_high, obs_mean, obs_std,
-                         batch_size, total_steps, device, seed, compile)
+        super().__init__(batch_size=batch_size, **problem)  # the problem's dims, box, stats, seed
+        device, seed = self.device, self.seed
         with seeded_init(seed):
             self.policy = self._make_policy(hidden, n_layers)
         self.policy.to(device)

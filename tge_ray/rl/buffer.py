@@ -11,7 +11,7 @@ NumPy -> torch copy and no host round trip.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ class Transitions:
     rewards: np.ndarray
     next_observations: np.ndarray
     terminals: np.ndarray
-    next_actions: Optional[np.ndarray] = None
+    next_actions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.observations)
@@ -68,12 +68,12 @@ class Transitions:
     def act_dim(self) -> int:
         return self.actions.shape[1]
 
-    def with_rewards(self, rewards: np.ndarray) -> "Transitions":
+    def with_rewards(self, rewards: np.ndarray) -> Transitions:
         """The same transitions with other rewards (e.g. TGE vs the true ones)."""
         return Transitions(self.observations, self.actions, rewards, self.next_observations,
                            self.terminals, self.next_actions)
 
-    def with_next_actions(self) -> "Transitions":
+    def with_next_actions(self) -> Transitions:
         """Fill ``next_actions`` from row order when absent.
 
         Row i+1 continues row i when ``next_observations[i] == observations[i+1]``; then the

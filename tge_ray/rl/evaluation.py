@@ -12,8 +12,9 @@ they would be by counting whichever episodes finish first. Only completed episod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -56,8 +57,8 @@ def _episode_quotas(episodes: int, num_envs: int) -> np.ndarray:
 def make_eval_env(
     env_id: str,
     num_envs: int,
-    env_kwargs: Optional[dict[str, Any]] = None,
-    max_episode_steps: Optional[int] = None,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
 ) -> gymnasium.vector.VectorEnv:
     """Synchronous vector env; Dict observations are flattened (gymnasium.spaces.flatten order)."""
     kwargs = dict(env_kwargs or {})
@@ -86,8 +87,8 @@ def evaluate_policy(
     seed: int,
     ref_min: float,
     ref_max: float,
-    env_kwargs: Optional[dict[str, Any]] = None,
-    max_episode_steps: Optional[int] = None,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
     step: int = -1,
 ) -> EvalResult:
     """Roll ``policy`` (raw obs (B, obs_dim) -> actions (B, act_dim)) for ``episodes`` episodes.

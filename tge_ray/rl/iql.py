@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -40,20 +39,10 @@ class IQL(Learner):
     def __init__(
         self,
         cfg: IQLConfig,
-        *,
-        obs_dim: int,
-        act_dim: int,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        obs_mean: np.ndarray,
-        obs_std: np.ndarray,
-        total_steps: int,
-        device: str = "cpu",
-        seed: int = 0,
-        compile: bool = False,
+        **problem: Any,
     ) -> None:
-        super().__init__(obs_dim, act_dim, action_low, action_high, obs_mean, obs_std,
-                         cfg.batch_size, total_steps, device, seed, compile)
+        super().__init__(batch_size=cfg.batch_size, **problem)  # the problem's dims, box, stats, seed
+        obs_dim, act_dim, device, seed = self.obs_dim, self.act_dim, self.device, self.seed
         self.cfg = cfg
         with seeded_init(seed):
             self.policy = self._make_policy(cfg.hidden, cfg.n_layers)

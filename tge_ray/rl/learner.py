@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from tge_ray.config import RLConfig
-from tge_ray.rl.buffer import Batch, TransitionSampler, Transitions
+from tge_ray.rl.buffer import Batch, Transitions, TransitionSampler
 from tge_ray.rl.nets import TanhPolicy
 
 METHODS = ("iql", "rebrac", "bc")
@@ -109,7 +110,7 @@ class Learner:
         return TanhPolicy(self.obs_dim, self.act_dim, hidden, n_layers, self.obs_mean, self.obs_std,
                           self.action_low, self.action_high, **kwargs)
 
-    def make_sampler(self, transitions: Transitions, seed: Optional[int] = None) -> TransitionSampler:
+    def make_sampler(self, transitions: Transitions, seed: int | None = None) -> TransitionSampler:
         """Sampler of ``transitions`` in this learner's training space, on its device."""
         if transitions.obs_dim != self.obs_dim or transitions.act_dim != self.act_dim:
             raise ValueError(
@@ -192,7 +193,7 @@ def make_learner(
     device: str = "cpu",
     seed: int = 0,
     *,
-    reward_range: Optional[tuple[float, float]] = None,
+    reward_range: tuple[float, float] | None = None,
     compile: bool = False,
 ) -> Learner:
     """Build a learner: ``iql`` (also the oracle: pass the true rewards), ``rebrac`` or ``bc``.

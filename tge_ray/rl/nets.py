@@ -200,7 +200,7 @@ class TanhPolicy(nn.Module):
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> "TanhPolicy":
+    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> TanhPolicy:
         weights = state["weights"]
         center, half = weights["action_center"], weights["action_half_range"]
         policy = cls(

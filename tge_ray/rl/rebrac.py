@@ -30,9 +30,8 @@ next action at an episode's last row is the row's own action (CORL drops time-ou
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any
 
-import numpy as np
 import torch
 
 from tge_ray.config import ReBRACConfig
@@ -51,20 +50,11 @@ class ReBRAC(Learner):
         self,
         cfg: ReBRACConfig,
         *,
-        obs_dim: int,
-        act_dim: int,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        obs_mean: np.ndarray,
-        obs_std: np.ndarray,
-        total_steps: int,
-        device: str = "cpu",
-        seed: int = 0,
-        reward_range: Optional[tuple[float, float]] = None,
-        compile: bool = False,
+        reward_range: tuple[float, float] | None = None,
+        **problem: Any,
     ) -> None:
-        super().__init__(obs_dim, act_dim, action_low, action_high, obs_mean, obs_std,
-                         cfg.batch_size, total_steps, device, seed, compile)
+        super().__init__(batch_size=cfg.batch_size, **problem)  # the problem's dims, box, stats, seed
+        obs_dim, act_dim, device, seed = self.obs_dim, self.act_dim, self.device, self.seed
         self.cfg = cfg
         self.reward_range = (0.0, 1.0) if reward_range is None else tuple(map(float, reward_range))
         with seeded_init(seed):

@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -57,7 +58,7 @@ class PolicyResult:
     return_std: float
     eval_history: list[tuple[int, float]] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
-    checkpoint: Optional[Path] = None
+    checkpoint: Path | None = None
     steps: int = 0
     seconds: float = 0.0
 
@@ -107,16 +108,16 @@ def train_policy(
     transitions: Transitions,
     *,
     env_id: str,
-    env_kwargs: Optional[dict[str, Any]],
+    env_kwargs: dict[str, Any] | None,
     ref_min: float,
     ref_max: float,
     seed: int,
     out_dir: Path,
     device: str = "cpu",
     progress: bool = True,
-    report: Optional[Callable[[dict], None]] = None,
-    log_every: Optional[int] = None,
-    use_ray: Optional[bool] = None,
+    report: Callable[[dict], None] | None = None,
+    log_every: int | None = None,
+    use_ray: bool | None = None,
     eval_num_cpus: float = 1.0,
     compile: bool = False,
 ) -> PolicyResult:
