@@ -4,6 +4,7 @@
     tge sweep SPACE.yaml [--resume] [...]     Ray Tune + Optuna sweep
     tge data list | info ID | make ID | train-expert TASK
     tge config [CONFIG] [key=value ...]       print the resolved config (or --fields)
+    tge report DIR [--out FOLDER]             report.md + self-contained report.html of a run or sweep
 
 Errors caused by input print one line ``tge: error: ...`` and exit with code 2.
 """
@@ -82,6 +83,15 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tge_ray.report import write_report
+
+    paths = write_report(args.folder, out=args.out)
+    print(f"report: {paths.markdown}")
+    print(f"report: {paths.html}")
+    return 0
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
@@ -151,6 +161,7 @@ def cmd_data_make(args: argparse.Namespace) -> int:
         seed=args.seed,
         force=args.force,
         progress=not args.quiet,
+        workers=args.workers,
     )
     print(f"dataset ready: {path}")
     return 0
@@ -205,6 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--fields", action="store_true", help="list every key with default and type")
     config.set_defaults(func=cmd_config)
 
+    report = sub.add_parser(
+        "report",
+        help="write report.md and a self-contained report.html for a run or sweep folder",
+        description="Read a run folder (written by `tge run`) or a sweep folder (written by `tge sweep`) "
+        "and write report.md, report.html (figures embedded, no external files) and the PNGs in "
+        "report_figures/: scores, learning curves, reward histograms, embedding projection, sweep "
+        "ablations and tables, the resolved config.",
+    )
+    report.add_argument("folder", metavar="DIR", help="run folder or sweep folder")
+    report.add_argument("--out", metavar="FOLDER", help="where to write the report (default: DIR)")
+    report.set_defaults(func=cmd_report)
+
     data = sub.add_parser("data", help="list, inspect and make Minari datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     data_list = data_sub.add_parser("list", help="local datasets with sizes and reference scores")
@@ -228,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--size", type=int, help="environment steps (random/medium)")
     make.add_argument("--episodes", type=int, help="episodes (expert)")
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument("--workers", type=int, default=2,
+                      help="rollout processes (default 2; with the seed and size it fixes the data)")
     make.add_argument("--force", action="store_true", help="replace an existing dataset")
     make.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     make.set_defaults(func=cmd_data_make)

@@ -93,7 +93,7 @@ def test_resume_equals_uninterrupted(method, transitions):
     resumed.load_state_dict(saved["learner"])
     resumed_sampler.load_state_dict(saved["sampler"])
     for _ in range(2):
-        last = resumed.update(resumed_sampler.sample())
+        resumed.update(resumed_sampler.sample())
     assert resumed.step == straight.step == 5
     assert_same(weights(straight), weights(resumed))
     for a, b in zip(straight._optimizers.values(), resumed._optimizers.values()):

@@ -11,7 +11,13 @@ Every dataset stores ``ref_min_score`` (mean return of the random policy) and ``
 (mean return of the expert) over :data:`REF_EPISODES` episodes with seed :data:`REF_SEED`, the
 same for all qualities of a task, and its evaluation env, so ``minari.get_normalized_score`` and
 ``recover_environment(eval_env=True)`` work. Rollouts run in synchronous vectorised envs (one
-batched policy call per step); a seed fixes everything. A dataset is built under a temporary
+batched policy call per step), split over ``workers`` processes (default :data:`DEFAULT_WORKERS`,
+fixed rather than the machine's CPU count so that the same command makes the same data
+everywhere): worker ``w`` steps its share of the :data:`NUM_ENVS` envs (env ``i`` is always reset
+with ``seed + i``) for its share of the steps or episodes, and its policy's own randomness is seeded
+with ``seed + w *`` :data:`WORKER_SEED_STRIDE`. The seed, the size and the worker count fix the data;
+small jobs (under :data:`STEPS_PER_WORKER` steps or :data:`EPISODES_PER_WORKER` episodes per worker)
+use fewer workers, by that same rule. A dataset is built under a temporary
 ``MINARI_DATASETS_PATH`` beside the real one and moved into place with one ``os.replace``, so a
 run killed half way never leaves something that loads as a complete dataset.
 """
@@ -19,6 +25,7 @@ run killed half way never leaves something that loads as a complete dataset.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import functools
 import json
@@ -52,6 +59,10 @@ DEFAULT_EPISODES = 250  # full episodes of expert datasets (200 to mix into D_mu
 REF_EPISODES = 10
 REF_SEED = 0  # fixed, so a task's reference scores agree across qualities and dataset seeds
 NUM_ENVS = 8
+DEFAULT_WORKERS = 2  # rollout processes; part of what fixes the data, so not the machine's CPU count
+STEPS_PER_WORKER = 10_000  # below this many steps (random/medium) per worker, use fewer workers
+EPISODES_PER_WORKER = 10  # the same for expert episodes
+WORKER_SEED_STRIDE = 1_000_003  # worker w's policy randomness is seeded with seed + w * stride
 
 
 @dataclass(frozen=True)
@@ -82,12 +93,27 @@ Policy = Callable[[Any], np.ndarray]  # obs batch (B, obs_dim) or dict of (B, ..
 # ----------------------------------------------------------------------------- policies and scores
 
 
-def _task_policy(task: str, quality: str, seed: int, action_space: gym.spaces.Box) -> Policy:
-    if quality == "random":
-        return experts.random_policy(action_space, seed)
-    if TASKS[task].scripted and quality == "medium":
-        return pointmaze.WaypointController(task, noise_std=0.3, wander=True, seed=seed)
-    return experts.load_policy(task, quality)
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a rollout worker needs to rebuild the policy in its own process (picklable).
+
+    ``task`` is a :data:`TASKS` name, or None for a custom env whose expert is ``expert_path``.
+    """
+
+    task: str | None
+    quality: str
+    action_space: gym.spaces.Box
+    expert_path: str | None = None
+
+    def build(self, seed: int) -> Policy:
+        """The policy; ``seed`` seeds its randomness (random actions, PointMaze's wandering)."""
+        if self.quality == "random":
+            return experts.random_policy(self.action_space, seed)
+        if self.task is None:
+            return experts.load_policy(self.expert_path)
+        if TASKS[self.task].scripted and self.quality == "medium":
+            return pointmaze.WaypointController(self.task, noise_std=0.3, wander=True, seed=seed)
+        return experts.load_policy(self.task, self.quality)
 
 
 @functools.cache
@@ -169,13 +195,14 @@ def _append(first: Any, last: Any) -> Any:
 
 
 def collect(task: Task, policy: Policy, *, seed: int, size: int | None = None, episodes: int | None = None,
-            progress: bool = True, desc: str = "") -> list[EpisodeBuffer]:
+            progress: bool = True, desc: str = "", on_steps: Callable[[int], None] | None = None) -> list[EpisodeBuffer]:
     """Roll ``policy`` out in ``task.num_envs`` vectorised envs; returns Minari episode buffers.
 
     With ``size``: exactly ``size`` steps; episodes still running at the end are kept and marked
     truncated (as D4RL's timeouts). With ``episodes``: the first ``episodes`` episodes to finish
     (in order of step, then env index); running ones are dropped. Env ``i`` is reset once with
-    ``seed + i`` and then auto-resets, so the seed fixes the data.
+    ``seed + i`` and then auto-resets, so the seed fixes the data. ``on_steps(n)`` is told of
+    every ``n`` env steps taken (progress from another process).
     """
     num_envs = task.num_envs if size is None else min(task.num_envs, size)
     envs = gym.make_vec(task.env_id, num_envs, vectorization_mode="sync",
@@ -203,6 +230,8 @@ def collect(task: Task, policy: Policy, *, seed: int, size: int | None = None, e
             obs = next_obs
             t += 1
             bar.update(num_envs if size is not None else len(finished) - bar.n)
+            if on_steps is not None:
+                on_steps(num_envs)
         obs_steps.append(obs)
     finally:
         bar.close()
@@ -240,6 +269,81 @@ def collect(task: Task, policy: Policy, *, seed: int, size: int | None = None, e
             infos={},
         ))
     return buffers
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal counts, the larger ones first."""
+    return [total // parts + (w < total % parts) for w in range(parts)]
+
+
+_steps_counter: Any = None  # a worker process's shared step counter (set by _init_worker)
+
+
+def _init_worker(counter: Any) -> None:
+    global _steps_counter
+    _steps_counter = counter
+    import torch
+
+    torch.set_num_threads(1)  # one core per rollout worker
+
+
+def _count_steps(n: int) -> None:
+    with _steps_counter.get_lock():
+        _steps_counter.value += n
+
+
+def _collect_share(task: Task, spec: PolicySpec, seed: int, policy_seed: int,
+                   size: int | None, episodes: int | None) -> list[EpisodeBuffer]:
+    """One worker's rollouts (runs in a worker process)."""
+    return collect(task, spec.build(policy_seed), seed=seed, size=size, episodes=episodes, progress=False,
+                   on_steps=_count_steps)
+
+
+def collect_parallel(task: Task, spec: PolicySpec, *, seed: int, size: int | None = None,
+                     episodes: int | None = None, workers: int = DEFAULT_WORKERS, progress: bool = True,
+                     desc: str = "") -> list[EpisodeBuffer]:
+    """:func:`collect` split over ``workers`` processes; episodes come worker by worker.
+
+    Worker ``w`` gets a near-equal share of the ``task.num_envs`` envs (env ``i`` of the whole
+    set is reset with ``seed + i``, as in :func:`collect`), of ``size`` steps or of ``episodes``
+    episodes, and seeds its policy with ``seed + w * WORKER_SEED_STRIDE``. Fewer workers are
+    used for small jobs (see :data:`STEPS_PER_WORKER`); one worker runs in this process.
+    """
+    if workers < 1:
+        raise DataError(f"workers={workers} must be >= 1: pass the number of rollout processes")
+    per_worker = (size // STEPS_PER_WORKER) if size is not None else (episodes // EPISODES_PER_WORKER)
+    workers = max(1, min(workers, per_worker, task.num_envs))
+    if workers == 1:
+        return collect(task, spec.build(seed), seed=seed, size=size, episodes=episodes, progress=progress, desc=desc)
+
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    envs = _split(task.num_envs, workers)
+    shares = _split(size if size is not None else episodes, workers)
+    env_seeds = [seed + sum(envs[:w]) for w in range(workers)]
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    counter = context.Value("q", 0)
+    total = size if size is not None else None
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
+            futures = [
+                pool.submit(_collect_share, Task(task.env_id, task.env_kwargs, task.scripted, envs[w]), spec,
+                            env_seeds[w], seed + w * WORKER_SEED_STRIDE,
+                            shares[w] if size is not None else None, shares[w] if size is None else None)
+                for w in range(workers)
+            ]
+            while True:
+                done, pending = wait(futures, timeout=0.25, return_when=FIRST_EXCEPTION)
+                bar.update(counter.value - bar.n)
+                if not pending or any(f.exception() is not None for f in done):
+                    break
+            parts = [future.result() for future in futures]  # re-raises a worker's error here
+    finally:
+        bar.close()
+    buffers = [buffer for part in parts for buffer in part]
+    return [dataclasses.replace(buffer, id=episode_id) for episode_id, buffer in enumerate(buffers)]
 
 
 # ----------------------------------------------------------------------------- writing
@@ -314,18 +418,22 @@ def _parse_id(dataset_id: str) -> tuple[str, str]:
 
 def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, expert_path: str | None = None,
                  quality: str | None = None, size: int | None = None, episodes: int | None = None,
-                 seed: int = 0, force: bool = False, progress: bool = True) -> Path:
+                 seed: int = 0, force: bool = False, progress: bool = True,
+                 workers: int = DEFAULT_WORKERS) -> Path:
     """Make (or keep) a ``tge/...`` Minari dataset; returns its folder.
 
     Either ``dataset_id`` (``tge/<task>/<quality>-v0``) or ``env_id`` (+ ``expert_path`` for
     expert data, ``quality`` in random/expert). ``size``: steps of random/medium data (default
     200k); ``episodes``: full episodes of expert data (default 250). An existing dataset is kept
-    unless ``force``.
+    unless ``force``. ``workers``: rollout processes (see :func:`collect_parallel`; with the
+    seed and the size, it fixes the data).
     """
     if size is not None and size <= 0:
         raise DataError(f"size={size} must be > 0: pass the number of steps to collect")
     if episodes is not None and episodes <= 0:
         raise DataError(f"episodes={episodes} must be > 0: pass the number of expert episodes to collect")
+    if workers < 1:
+        raise DataError(f"workers={workers} must be >= 1: pass the number of rollout processes")
     if (dataset_id is None) == (env_id is None):
         raise DataError("give either a dataset id (tge/<task>/<quality>-v0) or --env ENV_ID, not both or neither")
 
@@ -352,7 +460,7 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
     env = gym.make(task.env_id, **task.env_kwargs) if task_name else _check_env(task.env_id)
     action_space, eval_spec = env.action_space, env.spec
     if task_name is not None:
-        policy = _task_policy(task_name, quality, seed, action_space)
+        spec = PolicySpec(task_name, quality, action_space)
         ref_min, ref_max = _task_ref_scores(task_name)
         algorithm = {"random": "uniform random actions",
                      "medium": "waypoint controller, noisy, wandering to random goals" if task.scripted
@@ -361,7 +469,7 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
                      else f"SB3 SAC expert ({task_name}_expert.pt)"}[quality]
     else:
         expert = _custom_policy(env, expert_path)
-        policy = expert if quality == "expert" else experts.random_policy(action_space, seed)
+        spec = PolicySpec(None, quality, action_space, expert_path=expert_path)
         ref_min = float(experts.evaluate(experts.random_policy(action_space, REF_SEED), task.env_id,
                                          episodes=REF_EPISODES, seed=REF_SEED).mean())
         ref_max = float(experts.evaluate(expert, task.env_id, episodes=REF_EPISODES, seed=REF_SEED).mean())
@@ -371,11 +479,13 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
     if quality == "expert":
         episodes = episodes or DEFAULT_EPISODES
         _check_disk(root, episodes * eval_spec.max_episode_steps, task)
-        buffers = collect(task, policy, seed=seed, episodes=episodes, progress=progress, desc=dataset_id)
+        buffers = collect_parallel(task, spec, seed=seed, episodes=episodes, workers=workers, progress=progress,
+                                   desc=dataset_id)
     else:
         size = size or DEFAULT_SIZE
         _check_disk(root, size, task)
-        buffers = collect(task, policy, seed=seed, size=size, progress=progress, desc=dataset_id)
+        buffers = collect_parallel(task, spec, seed=seed, size=size, workers=workers, progress=progress,
+                                   desc=dataset_id)
 
     _write(dataset_id, buffers, target, root,
            env=eval_spec, eval_env=eval_spec, algorithm_name=algorithm, author="tge_ray",
