@@ -17,3 +17,7 @@ class ConfigError(TGEError):
 
 class DataError(TGEError):
     """A dataset that cannot be found, opened or combined as asked."""
+
+
+class ReportError(TGEError):
+    """A folder that ``tge report`` cannot read as a run or sweep, or cannot write into."""

@@ -74,7 +74,7 @@ def separation(rewards: np.ndarray, expert_flags: np.ndarray) -> dict[str, float
 # ----------------------------------------------------------------------------- plots
 
 
-def _save_atomically(figure: Any, path: str | os.PathLike[str]) -> Path:
+def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
     """Save ``figure`` to a temporary name beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def _save_atomically(figure: Any, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _figure(size: tuple[float, float] = (6.4, 4.4)) -> Any:
+def new_figure(size: tuple[float, float] = (6.4, 4.4)) -> Any:
     # Figure + Agg canvas directly, not pyplot: no global backend switch, no figure registry.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -100,23 +100,28 @@ def _figure(size: tuple[float, float] = (6.4, 4.4)) -> Any:
 
 
 def plot_reward_histogram(rewards: np.ndarray, expert_flags: np.ndarray,
-                          path: str | os.PathLike[str], kernel: str = "log", bins: int = 60) -> Path:
-    """Density histograms of the raw reward for expert-flagged vs other transitions."""
+                          path: str | os.PathLike[str], kernel: str = "log", bins: int = 60,
+                          detail: str = "") -> Path:
+    """Density histograms of the raw reward for expert-flagged vs other transitions.
+
+    ``detail`` (e.g. ``"sigma=0.5, k=5"``) is added to the title, to tell several plots apart.
+    """
     rewards = np.asarray(rewards, dtype=np.float64)
     flags = np.asarray(expert_flags, dtype=bool)
     stats = separation(rewards, flags)
-    figure = _figure()
+    figure = new_figure()
     axes = figure.add_subplot()
     edges = np.histogram_bin_edges(rewards, bins=bins) if rewards.size else bins
     for mask, label, colour in ((~flags, "other", "tab:blue"), (flags, "expert", "tab:orange")):
         if mask.any():
             axes.hist(rewards[mask], bins=edges, density=True, alpha=0.55, color=colour,
                       label=f"{label} (n={int(mask.sum())}, mean={rewards[mask].mean():.3g})")
-    axes.set_title(f"Reward distribution, {kernel} kernel (ROC AUC {stats['auc']:.3f})")
-    axes.set_xlabel("raw reward")
-    axes.set_ylabel("density")
+    suffix = f"\n{detail}" if detail else ""
+    axes.set_title(f"Reward distribution, {kernel} kernel (ROC AUC {stats['auc']:.3f}){suffix}")
+    axes.set_xlabel(f"raw reward ({kernel} kernel, before scaling)")
+    axes.set_ylabel("density (per unit reward)")
     axes.legend(loc="best")
-    return _save_atomically(figure, path)
+    return save_figure(figure, path)
 
 
 def pca_2d(embeddings: np.ndarray) -> np.ndarray:
@@ -132,25 +137,53 @@ def pca_2d(embeddings: np.ndarray) -> np.ndarray:
 
 def plot_embedding_projection(embeddings: np.ndarray, expert_flags: np.ndarray,
                               path: str | os.PathLike[str], returns: np.ndarray | None = None,
-                              max_points: int = 5000, seed: int = 0) -> Path:
+                              max_points: int = 5000, seed: int = 0, split: bool = False) -> Path:
     """2-D PCA of a random subsample (at most ``max_points``) of the embeddings.
 
     Expert-flagged points are drawn as orange crosses; the others are grey dots, or coloured by
-    ``returns`` (N,) (e.g. their episode's return) when given.
+    ``returns`` (N,) (e.g. their episode's return) when given. With ``split`` and ``returns``, the
+    two colourings get a panel each: left by expert flag, right every point by its return.
     """
     embeddings = np.asarray(embeddings)
     flags = np.asarray(expert_flags, dtype=bool)
     if embeddings.ndim != 2 or len(embeddings) != len(flags):
         raise ValueError(f"embeddings {embeddings.shape} must be (N, D) with N = len(expert_flags) = {len(flags)}")
+    if returns is not None and len(returns) != len(flags):
+        raise ValueError(f"returns has {len(returns)} values for {len(flags)} embeddings")
     rng = np.random.default_rng(seed)
     keep = np.sort(rng.choice(len(flags), size=min(max_points, len(flags)), replace=False))
-    points = pca_2d(embeddings[keep]) if len(keep) else np.zeros((0, 2))
+    points = pca_2d(embeddings[keep]) if len(keep) else np.zeros((0, 2))  # (n, 2)
     flags = flags[keep]
-    figure = _figure((6.4, 5.2))
+    values = None if returns is None else np.asarray(returns, dtype=np.float64)[keep]
+    title = f"Embeddings, 2-D PCA ({len(keep)} of {len(expert_flags)} points)"
+    if split and values is not None:
+        figure = new_figure((12.0, 5.2))
+        by_flag, by_return = figure.subplots(1, 2)
+        _scatter_flags(by_flag, points, flags, None, figure)
+        by_flag.set_title("coloured by expert flag")
+        drawn = by_return.scatter(points[:, 0], points[:, 1], c=values, cmap="viridis", s=6, alpha=0.7,
+                                  label="transition (colour: episode return)")
+        by_return.scatter(points[flags, 0], points[flags, 1], facecolors="none", edgecolors="tab:red",
+                          marker="o", s=18, linewidths=0.6, label="expert (outlined)")
+        figure.colorbar(drawn, ax=by_return, label="episode return (sum of rewards)")
+        by_return.set_title("coloured by episode return")
+        for axes in (by_flag, by_return):
+            _label_components(axes)
+        figure.suptitle(title)
+        return save_figure(figure, path)
+    figure = new_figure((6.4, 5.2))
     axes = figure.add_subplot()
+    _scatter_flags(axes, points, flags, values, figure)
+    axes.set_title(title)
+    _label_components(axes)
+    return save_figure(figure, path)
+
+
+def _scatter_flags(axes: Any, points: np.ndarray, flags: np.ndarray, values: np.ndarray | None,
+                   figure: Any) -> None:
+    """Expert points as orange crosses over the others (grey, or coloured by ``values``)."""
     other = ~flags
-    if returns is not None:
-        values = np.asarray(returns, dtype=np.float64)[keep]
+    if values is not None:
         drawn = axes.scatter(points[other, 0], points[other, 1], c=values[other], cmap="viridis",
                              s=6, alpha=0.7, label="other (colour: return)")
         if other.any():
@@ -159,8 +192,9 @@ def plot_embedding_projection(embeddings: np.ndarray, expert_flags: np.ndarray,
         axes.scatter(points[other, 0], points[other, 1], c="tab:gray", s=6, alpha=0.5, label="other")
     axes.scatter(points[flags, 0], points[flags, 1], c="tab:orange", marker="x", s=14,
                  alpha=0.8, label="expert")
-    axes.set_title(f"Embeddings, 2-D PCA ({len(keep)} of {len(expert_flags)} points)")
-    axes.set_xlabel("principal component 1")
-    axes.set_ylabel("principal component 2")
+
+
+def _label_components(axes: Any) -> None:
+    axes.set_xlabel("principal component 1 (embedding units)")
+    axes.set_ylabel("principal component 2 (embedding units)")
     axes.legend(loc="best")
-    return _save_atomically(figure, path)

@@ -55,23 +55,32 @@ def results_table(grid: Any, space: SearchSpace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def best_markdown(table: pd.DataFrame) -> str:
-    """Markdown table of the best finished configuration per dataset."""
-    lines = [
-        "| dataset | score (mean ± std) | horizon | sigma | k | kernel | backbone | seeds |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+BEST_HEADER = ("dataset", "score (mean ± std)", "horizon", "sigma", "k", "kernel", "backbone", "seeds")
+
+
+def best_rows(table: pd.DataFrame) -> list[tuple[str, ...]]:
+    """The best finished configuration per dataset, as rows of :data:`BEST_HEADER` cells."""
+    rows = []
     done = table[table["status"] == "done"].dropna(subset=["score_mean"])
     for dataset, group in done.groupby("dataset", sort=True):
         best = group.loc[group["score_mean"].idxmax()]
-        lines.append(
-            f"| {dataset} | {best.score_mean:.1f} ± {best.score_std:.1f} | {best.horizon} | "
-            f"{best.sigma:.3g} | {best.k} | {best.kernel} | {best.backbone} | {best.seeds} |"
+        rows.append(
+            (str(dataset), f"{best.score_mean:.1f} ± {best.score_std:.1f}", str(best.horizon),
+             f"{best.sigma:.3g}", str(best.k), str(best.kernel), str(best.backbone), str(best.seeds))
         )
+    return rows
+
+
+def best_markdown(table: pd.DataFrame) -> str:
+    """Markdown table of the best finished configuration per dataset."""
+    lines = ["| " + " | ".join(BEST_HEADER) + " |", "|" + "---|" * len(BEST_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in best_rows(table)]
     return "\n".join(lines) + "\n"
 
 
-def _plot(table: pd.DataFrame, folder: Path) -> list[Path]:
+def plot_ablations(table: pd.DataFrame, folder: Path) -> list[Path]:
+    """score_vs_horizon.png, score_vs_sigma.png (per kernel) and score_by_backbone.png of the
+    finished trials, written into ``folder``; returns the paths written (none if none finished)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,7 +139,7 @@ def write_results(grid: Any, space: SearchSpace, sweep_path: str, wall_seconds: 
         f"{wall_seconds:.0f} s wall; diffusion models trained: {trained}, reused: {reused}"
     )
     (folder / "best.md").write_text(f"# Sweep {space.name}\n\n{summary}\n\n" + best_markdown(table))
-    _plot(table, folder)
+    plot_ablations(table, folder)
     if is_uri(sweep_path):
         import pyarrow.fs
 

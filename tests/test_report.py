@@ -1,0 +1,187 @@
+"""`tge report` on a real smoke run and a real 2-trial smoke sweep (sharing the run's artifacts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from tge_ray.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _task(tiny_datasets):
+    return [f"task.offline={tiny_datasets['offline']}", f"task.expert={tiny_datasets['expert']}"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("report_store")
+
+
+@pytest.fixture(scope="module")
+def finished_run(ray_session, tiny_datasets, store):
+    """A `tge run smoke` folder (TGE, BC and oracle; every stage really runs)."""
+    assert main(["run", "-q", "smoke", *_task(tiny_datasets), f"storage={store}"]) == 0
+    (run_dir,) = [p for p in store.iterdir() if p.name.startswith("test-hopper-random-v0__iql__H8__s0__")]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(finished_run, tiny_datasets, store):
+    """Two smoke-space trials of `tge sweep` in the run's store, so they reuse its diffusion model
+    and embeddings. With the space's seed 0, Optuna draws one log- and one gaussian-kernel trial.
+
+    A subprocess with its own local Ray: trial workers must see this session's
+    MINARI_DATASETS_PATH, which the shared Ray's workers may have started without.
+    """
+    command = [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
+               "--storage", str(store), *_task(tiny_datasets), "sweep.num_samples=2"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return store / "smoke"
+
+
+def _report(capsys, *args):
+    code = main(["report", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _check_outputs(folder: Path, out: str) -> tuple[str, str, set[str]]:
+    """Both reports exist and are printed; HTML is self-contained; every PNG is valid and linked."""
+    markdown, html = folder / "report.md", folder / "report.html"
+    assert out.strip().splitlines()[-2:] == [f"report: {markdown}", f"report: {html}"]
+    md_text, html_text = markdown.read_text(), html.read_text()
+    pngs = sorted((folder / "report_figures").glob("*.png"))
+    assert pngs
+    for png in pngs:
+        with Image.open(png) as image:
+            assert image.format == "PNG"
+            image.verify()
+        assert f"](report_figures/{png.name})" in md_text
+    assert html_text.count('src="data:image/png;base64,') == len(pngs)
+    assert 'src="http' not in html_text and "<script" not in html_text and "<link" not in html_text
+    assert not [p for p in folder.iterdir() if p.name.startswith(".report.tmp-")], "no leftovers"
+    return md_text, html_text, {p.name for p in pngs}
+
+
+def _fenced_yaml(md_text: str) -> dict:
+    (block,) = re.findall(r"```yaml\n(.*?)```", md_text, flags=re.S)
+    return yaml.safe_load(block)
+
+
+def test_run_report(finished_run, capsys):
+    results = json.loads((finished_run / "results.json").read_text())
+    before = {p.name for p in finished_run.iterdir()}
+    code, out, err = _report(capsys, finished_run)
+    assert code == 0, err
+    assert {p.name for p in finished_run.iterdir()} == before | {"report.md", "report.html", "report_figures"}
+    md_text, html_text, pngs = _check_outputs(finished_run, out)
+    assert pngs == {"learning_curves.png", "reward_histogram_log.png", "embeddings_2d_log.png"}
+
+    # The scores table is results.json's, method by method.
+    for method, score in results["scores"].items():
+        ret = results["returns"][method]
+        row = re.search(rf"^\| {re.escape(method)} \| (\S+) \| (\S+) ± (\S+) \|$", md_text, flags=re.M)
+        assert row, method
+        assert float(row.group(1)) == pytest.approx(score, abs=0.005)
+        assert float(row.group(2)) == pytest.approx(ret["mean"], abs=0.05)
+        assert float(row.group(3)) == pytest.approx(ret["std"], abs=0.05)
+        assert f"<td>{method}</td><td>{score:.2f}</td>" in html_text
+    assert f"| log | {results['separation']['auc']:.3g} |" in md_text
+    assert _fenced_yaml(md_text) == results["config"]
+    assert "<details><summary>Resolved config" in html_text
+    assert "episode returns not shown" not in md_text  # the datasets are local: both colourings
+
+    # A second report replaces the first whole.
+    code, out, err = _report(capsys, finished_run)
+    assert code == 0, err
+    _check_outputs(finished_run, out)
+
+
+def test_run_report_when_artifacts_are_gone(finished_run, store, tmp_path, capsys):
+    artifacts = store / "artifacts"
+    aside = store / "artifacts-aside"
+    artifacts.rename(aside)  # the store was cleaned; the run folder remains
+    try:
+        code, out, err = _report(capsys, finished_run, "--out", tmp_path / "out")
+    finally:
+        aside.rename(artifacts)
+    assert code == 0, err
+    md_text, _, pngs = _check_outputs(tmp_path / "out", out)
+    assert len([line for line in md_text.splitlines() if "artifacts are gone" in line]) == 1
+    assert pngs == {"learning_curves.png", "reward_histogram_log.png", "embeddings_2d_log.png"}
+    figures = tmp_path / "out" / "report_figures"
+    assert (figures / "reward_histogram_log.png").read_bytes() == (finished_run / "reward_histogram.png").read_bytes()
+    assert (figures / "embeddings_2d_log.png").read_bytes() == (finished_run / "embeddings_2d.png").read_bytes()
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("tge: error: ")
+    return lines[0]
+
+
+def test_missing_folder_is_one_line(tmp_path, capsys):
+    code, _, err = _report(capsys, tmp_path / "nowhere")
+    assert code == 2
+    line = _one_error_line(err)
+    assert "nowhere does not exist" in line and "`tge run`" in line and "`tge sweep`" in line
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_folder_that_is_neither_run_nor_sweep(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    code, _, err = _report(capsys, tmp_path)
+    assert code == 2
+    assert "is neither a run folder (no results.json) nor a sweep folder" in _one_error_line(err)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"], "nothing written"
+
+
+def test_corrupt_results_json(finished_run, tmp_path, capsys):
+    damaged = tmp_path / finished_run.name
+    shutil.copytree(finished_run, damaged, ignore=shutil.ignore_patterns("report*"))
+    text = (damaged / "results.json").read_text()
+    (damaged / "results.json").write_text(text[: len(text) // 2])  # a write cut short
+    before = sorted(p.name for p in damaged.iterdir())
+    code, _, err = _report(capsys, damaged)
+    assert code == 2
+    line = _one_error_line(err)
+    assert "results.json is not valid JSON" in line and f"tge run {damaged / 'config.yaml'}" in line
+    assert sorted(p.name for p in damaged.iterdir()) == before, "nothing written"
+
+
+def test_sweep_report(finished_sweep, tmp_path, capsys):
+    table = pd.read_csv(finished_sweep / "sweep_results.csv")
+    assert len(table) == 2
+    code, out, err = _report(capsys, finished_sweep, "--out", tmp_path / "out")
+    assert code == 0, err
+    md_text, html_text, pngs = _check_outputs(tmp_path / "out", out)
+    done = table[table["status"] == "done"]
+    kernels = set(done["kernel"])
+    assert kernels == {"log", "gaussian"}  # seed 0 draws both; a histogram for each
+    assert {f"reward_histogram_{k}.png" for k in kernels} <= pngs
+    assert {"score_vs_horizon.png", "score_vs_sigma.png", "score_by_backbone.png", "learning_curves.png",
+            "embeddings_2d_best.png"} <= pngs
+
+    # Best per dataset: the best finished trial's score; the full table: one row per trial.
+    best = done.loc[done["score_mean"].idxmax()]
+    assert f"| {best.dataset} | {best.score_mean:.1f} ± {best.score_std:.1f} | {best.horizon} |" in md_text
+    trial_rows = [line for line in md_text.splitlines() if re.match(r"^\| [0-9a-f]+_\d+ \| ", line)]
+    assert len(trial_rows) == len(table)
+    assert "artifacts are gone" not in md_text
+    assert "<details><summary>Resolved config, trial" in html_text
+    assert _fenced_yaml(md_text)["reward"]["kernel"] == best.kernel

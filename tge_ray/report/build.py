@@ -1,0 +1,617 @@
+"""``tge report DIR``: a run or sweep folder read back into report.md and a self-contained report.html.
+
+    1. read      results.json (run) or sweep_results.csv (sweep); bad input is one line, exit 2
+    2. arrays    raw rewards and embeddings from the artifact store paths results.json records;
+                 expert flags from the task summary; episode returns from the (local) datasets
+    3. figures   learning curves, reward histogram(s), 2-D embedding projection, sweep ablations
+    4. write     everything is made in a private folder inside the output folder, then moved
+                 into place: report_figures/, report.md, report.html
+
+Where the artifacts are gone (a cleaned store, a folder copied to another machine), the report
+says so in one line and shows the PNGs the run folder itself holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tge_ray.errors import ReportError
+from tge_ray.report.document import (
+    Block,
+    Code,
+    Figure,
+    Heading,
+    Note,
+    Paragraph,
+    Table,
+    render_html,
+    render_markdown,
+)
+
+FIGURES = "report_figures"
+RESULTS = "results.json"
+SWEEP_RESULTS = "sweep_results.csv"
+MAX_CURVES = 10  # learning-curve lines drawn for a sweep (best trials first); more is unreadable
+SWEEP_COLUMNS = ("trial_id", "status", "dataset", "horizon", "sigma", "kernel", "backbone", "score_mean", "score_std")
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where ``tge report`` wrote: the two reports and the PNGs report.md links to."""
+
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+
+
+# ----------------------------------------------------------------------------- 1. read
+
+
+@dataclass
+class RunFolder:
+    """A run folder's results.json (checked) and resolved config."""
+
+    path: Path
+    results: dict[str, Any]
+    config_text: str
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.results.get("config") or {}
+
+
+def _rerun_hint(folder: Path) -> str:
+    if (folder / "config.yaml").is_file():
+        return f"rerun it with `tge run {folder / 'config.yaml'}`"
+    return "rerun it with `tge run`"
+
+
+def load_run(folder: Path) -> RunFolder:
+    """Read and check ``folder/results.json``; a damaged file is a :class:`ReportError`."""
+    import yaml
+
+    path = folder / RESULTS
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): the run folder is damaged; "
+            f"{_rerun_hint(folder)}"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{path} cannot be read ({exc}): {_rerun_hint(folder)}") from None
+    problem = _results_problem(results)
+    if problem:
+        raise ReportError(
+            f"{path} {problem}: it was not written by `tge run` or is damaged; {_rerun_hint(folder)}"
+        )
+    config_file = folder / "config.yaml"
+    if config_file.is_file():
+        config_text = config_file.read_text()
+    else:
+        config_text = yaml.safe_dump(results.get("config") or {}, sort_keys=False)
+    return RunFolder(folder, results, config_text)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _results_problem(results: Any) -> str | None:
+    """What is wrong with a parsed results.json, or None."""
+    if not isinstance(results, dict):
+        return f"holds a JSON {type(results).__name__}, not an object"
+    for key in ("scores", "returns"):
+        if not isinstance(results.get(key), dict):
+            return f"has no {key!r} table"
+    for method, score in results["scores"].items():
+        if not _is_number(score):
+            return f"has a non-numeric score for {method!r} ({score!r})"
+        entry = results["returns"].get(method)
+        if not (isinstance(entry, dict) and _is_number(entry.get("mean")) and _is_number(entry.get("std"))):
+            return f"has no return mean/std for {method!r}"
+    return None
+
+
+@dataclass
+class SweepFolder:
+    """A finished sweep: its results table and the run folders of each trial."""
+
+    path: Path
+    table: Any  # pandas.DataFrame with (a subset of) tge_ray.sweep.results.COLUMNS
+    summary: str | None  # best.md's summary line (trials, wall time, diffusion models reused)
+    runs: dict[str, list[RunFolder]] = field(default_factory=dict)  # trial_id -> one per seed
+    damaged: list[str] = field(default_factory=list)
+
+
+def load_sweep(folder: Path) -> SweepFolder:
+    """Read ``sweep_results.csv`` and every trial's run folders (damaged ones are listed, not fatal)."""
+    import pandas as pd
+
+    from tge_ray.sweep.results import COLUMNS
+
+    path = folder / SWEEP_RESULTS
+    rewrite = f"rewrite it with `tge sweep SPACE.yaml --storage {folder.parent} --resume`"
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReportError(f"{path} cannot be read as CSV ({reason}): {rewrite}") from None
+    missing = [column for column in SWEEP_COLUMNS if column not in table.columns]
+    if missing:
+        raise ReportError(
+            f"{path} lacks the column(s) {', '.join(missing)}: it was not written by `tge sweep`; {rewrite}"
+        )
+    table = table[[column for column in COLUMNS if column in table.columns]]
+    summary = None
+    best = folder / "best.md"
+    if best.is_file():  # "# Sweep NAME", the summary line, the table (sweep.results.write_results)
+        lines = [line for line in best.read_text().splitlines() if line.strip()]
+        if len(lines) > 1 and not lines[1].startswith("|"):
+            summary = lines[1]
+    sweep = SweepFolder(folder, table, summary)
+    for trial_id in table["trial_id"].astype(str):
+        runs = []
+        for results in sorted((folder / trial_id).glob(f"*/{RESULTS}")):
+            try:
+                runs.append(load_run(results.parent))
+            except ReportError:
+                sweep.damaged.append(str(results))
+        sweep.runs[trial_id] = runs
+    return sweep
+
+
+def classify(folder: Path) -> str:
+    """``"run"`` or ``"sweep"``; anything else is a :class:`ReportError` that says what to give."""
+    what = (
+        "give a run folder written by `tge run` (<storage>/<task>__<backbone>__H<h>__s<seed>__<time>) "
+        "or a sweep folder written by `tge sweep` (<storage>/<space name>)"
+    )
+    if not folder.exists():
+        raise ReportError(f"{folder} does not exist: {what}")
+    if not folder.is_dir():
+        raise ReportError(f"{folder} is a file, not a folder: {what}")
+    if (folder / RESULTS).is_file():
+        return "run"
+    if (folder / SWEEP_RESULTS).is_file():
+        return "sweep"
+    if (folder / "tuner.pkl").is_file():
+        raise ReportError(
+            f"{folder} is a sweep without {SWEEP_RESULTS} (it has not finished): finish it with "
+            f"`tge sweep SPACE.yaml --storage {folder.parent} --resume`, then report"
+        )
+    inside = sorted(p.parent.name for name in (RESULTS, SWEEP_RESULTS) for p in folder.glob(f"*/{name}"))
+    hint = f" (it holds {len(inside)}, e.g. {folder / inside[0]})" if inside else ""
+    raise ReportError(
+        f"{folder} is neither a run folder (no {RESULTS}) nor a sweep folder (no {SWEEP_RESULTS}): {what}{hint}"
+    )
+
+
+# ----------------------------------------------------------------------------- 2. arrays
+
+
+@dataclass
+class StageArrays:
+    """What the reward diagnostics need, read back from the artifact store."""
+
+    raw_rewards: np.ndarray  # (N,) raw kernel reward per transition of D_mu
+    embeddings: np.ndarray  # (N, D) window embeddings of D_mu
+    expert_flags: np.ndarray  # (N,) bool
+    returns: np.ndarray | None  # (N,) return of each transition's episode, when the data is local
+    returns_note: str | None  # why returns is None
+
+
+def expert_flags_from_summary(task: dict[str, Any]) -> np.ndarray:
+    """(N,) flags from results.json's task summary: D_mu is the offline data followed by the N
+    expert episodes (:func:`tge_ray.data.task.mix_task`), so the expert rows come last."""
+    total = int(task["mixed_transitions"])
+    expert = int(task["expert_transitions_in_mixed"])
+    flags = np.zeros(total, dtype=bool)
+    flags[total - expert:] = True
+    return flags
+
+
+def _transition_returns(task: dict[str, Any], n_rows: int) -> tuple[np.ndarray | None, str | None]:
+    """Each D_mu transition's episode return, rebuilt from the datasets (opened, never downloaded)."""
+    try:
+        from tge_ray.data.task import build_task
+
+        rebuilt = build_task(task["offline"], task["expert"], int(task["n_expert_trajs"]), int(task["n_demos"]))
+    except Exception as exc:  # an optional colouring: failing to open the data only drops it
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return None, f"episode returns not shown (datasets not opened: {reason})"
+    if rebuilt.mixed.n_transitions != n_rows:
+        return None, (
+            f"episode returns not shown: the datasets now give {rebuilt.mixed.n_transitions} transitions, "
+            f"the run had {n_rows} (they changed since the run)"
+        )
+    return rebuilt.mixed.episode_returns[rebuilt.mixed.episode_ids], None
+
+
+def _artifact_files(run: RunFolder) -> list[Path]:
+    """rewards.npz and embeddings.npz where results.json says the run's artifacts are."""
+    artifacts = run.results.get("artifacts") or {}
+    stages = ("rewards", "embeddings")
+    return [Path(artifacts[stage]["path"]) / f"{stage}.npz" for stage in stages if stage in artifacts]
+
+
+def load_stage_arrays(run: RunFolder) -> tuple[StageArrays | None, str | None]:
+    """Rewards, embeddings and flags of a run, or None and the one-line reason they are missing."""
+    from_folder = "the figures below come from the run folder"
+    files = _artifact_files(run)
+    if len(files) != 2:
+        return None, "this run has no TGE reward stage (methods without tge): no reward diagnostics"
+    gone = [str(path) for path in files if not path.is_file()]
+    if gone:
+        return None, f"the run's artifacts are gone ({', '.join(gone)} not found): {from_folder}"
+    rewards_file, embeddings_file = files
+    try:
+        with np.load(rewards_file) as npz:
+            raw = npz["raw"]
+        with np.load(embeddings_file) as npz:
+            embeddings = npz["mixed"]
+    except Exception as exc:  # a damaged artifact is reported like a missing one
+        return None, f"the run's artifacts cannot be read ({type(exc).__name__}: {exc}): {from_folder}"
+    task = run.results.get("task") or {}
+    try:
+        flags = expert_flags_from_summary(task)
+    except (KeyError, TypeError, ValueError):
+        return None, f"{run.path / RESULTS} has no task summary: {from_folder}"
+    if not len(raw) == len(embeddings) == len(flags):
+        return None, (
+            f"the artifacts hold {len(raw)} rewards and {len(embeddings)} embeddings for {len(flags)} "
+            f"transitions: {from_folder}"
+        )
+    returns, note = _transition_returns(task, len(flags))
+    return StageArrays(raw, embeddings, flags, returns, note), None
+
+
+# ----------------------------------------------------------------------------- 3. figures
+
+
+def plot_learning_curves(histories: dict[str, list[tuple[int, float]]], path: Path, title: str) -> Path:
+    """Normalised score against RL update steps, one line per method (or trial)."""
+    from tge_ray.reward.diagnostics import new_figure, save_figure
+
+    figure = new_figure((7.2, 4.6))
+    axes = figure.add_subplot()
+    for label, history in histories.items():
+        steps = [step for step, _ in history]
+        scores = [score for _, score in history]
+        axes.plot(steps, scores, marker="o", markersize=4, label=label)
+    axes.axhline(0.0, color="tab:gray", linewidth=0.8, linestyle=":")
+    axes.set_title(title)
+    axes.set_xlabel("RL update steps (gradient updates)")
+    axes.set_ylabel("normalised score (0 = random, 100 = expert)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    return save_figure(figure, path)
+
+
+def _histories(results: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """results.json's ``eval_history``: method -> [(step, normalised score), ...]."""
+    out = {}
+    for method, history in (results.get("eval_history") or {}).items():
+        points = [(int(p[0]), float(p[1])) for p in history or [] if isinstance(p, (list, tuple)) and len(p) == 2]
+        if points:
+            out[method] = points
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return "-" if math.isnan(value) else f"{value:.{digits}g}"
+    return "-" if value is None else str(value)
+
+
+def _reward_detail(config: dict[str, Any]) -> str:
+    reward = config.get("reward") or {}
+    return f"sigma={_fmt(reward.get('sigma'))}, k={_fmt(reward.get('k'))}"
+
+
+def _diagnostic_figures(run: RunFolder, figures: Path, suffix: str, caption_note: str = "",
+                        histogram: bool = True, projection: bool = True) -> list[Block]:
+    """Reward histogram and/or embedding projection of one run (from artifacts, else its PNGs)."""
+    from tge_ray.reward.diagnostics import plot_embedding_projection, plot_reward_histogram
+
+    config = run.config
+    kernel = str((config.get("reward") or {}).get("kernel", "log"))
+    histogram_path = figures / f"reward_histogram_{suffix}.png"
+    projection_path = figures / f"embeddings_2d_{suffix}.png"
+    histogram_caption = f"Raw {kernel}-kernel reward of D_mu's transitions, expert-flagged vs other{caption_note}."
+    projection_caption = f"2-D PCA of D_mu's window embeddings, by expert flag and by episode return{caption_note}."
+    arrays, gone = load_stage_arrays(run)
+    blocks: list[Block] = []
+    if arrays is not None:
+        if histogram:
+            plot_reward_histogram(arrays.raw_rewards, arrays.expert_flags, histogram_path, kernel=kernel,
+                                  detail=_reward_detail(config))
+            blocks.append(Figure(histogram_path, histogram_caption))
+        if projection:
+            plot_embedding_projection(arrays.embeddings, arrays.expert_flags, projection_path,
+                                      returns=arrays.returns, seed=int(config.get("seed") or 0), split=True)
+            if arrays.returns_note:
+                blocks.append(Note(arrays.returns_note))
+            blocks.append(Figure(projection_path, projection_caption))
+        return blocks
+    assert gone is not None
+    blocks.append(Note(gone))
+    wanted = [("reward_histogram.png", histogram_path, histogram_caption)] if histogram else []
+    if projection:
+        wanted.append(("embeddings_2d.png", projection_path, projection_caption))
+    for source, target, caption in wanted:
+        if (run.path / source).is_file():
+            shutil.copy2(run.path / source, target)
+            blocks.append(Figure(target, caption.removesuffix(".") + " (the run folder's own PNG)."))
+    return blocks
+
+
+# ----------------------------------------------------------------------------- run report
+
+
+def _summary_line(config: dict[str, Any], task: dict[str, Any]) -> str:
+    windows, reward, rl = config.get("windows") or {}, config.get("reward") or {}, config.get("rl") or {}
+    return (
+        f"Task: D_mu = {task.get('offline', '?')} + {task.get('n_expert_trajs', '?')} episodes of "
+        f"{task.get('expert', '?')} ({task.get('mixed_transitions', '?')} transitions, "
+        f"{task.get('expert_transitions_in_mixed', '?')} from the expert); D_E = {task.get('n_demos', '?')} "
+        f"demo(s), {task.get('demo_states', '?')} states. Horizon H = {windows.get('horizon', '?')}, "
+        f"{reward.get('kernel', '?')} kernel, k = {reward.get('k', '?')}, sigma = {_fmt(reward.get('sigma'))}; "
+        f"backbone {rl.get('backbone', '?')}, {rl.get('steps', '?')} RL updates; seed {config.get('seed', '?')}."
+    )
+
+
+def _scaling_line(scaling: dict[str, Any]) -> str:
+    shift, divisor = scaling.get("shift"), scaling.get("divisor")
+    if _is_number(shift) and _is_number(divisor):
+        sign = "-" if shift >= 0 else "+"
+        formula = f"scaled = (raw {sign} {abs(shift):.4g}) / {divisor:.4g}"
+    else:
+        formula = "parameters not recorded"
+    degenerate = "; degenerate: every raw reward was equal" if scaling.get("degenerate") else ""
+    return f"Reward scaling for the backbone: {scaling.get('mode', '?')}, {formula}{degenerate}."
+
+
+def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
+    """Title and blocks of a run report; figures are written into ``figures``."""
+    results, config = run.results, run.config
+    blocks: list[Block] = [Paragraph(_summary_line(config, results.get("task") or {}))]
+
+    blocks.append(Heading("Scores"))
+    rows = []
+    for method, score in results["scores"].items():
+        ret = results["returns"][method]
+        rows.append((method, f"{score:.2f}", f"{ret['mean']:.1f} ± {ret['std']:.1f}"))
+    blocks.append(Table(("method", "normalised score", "return (mean ± std)"), tuple(rows)))
+    blocks.append(Paragraph(
+        "Normalised score = 100 * (return - ref_min) / (ref_max - ref_min) with the dataset's reference "
+        "scores; returns over the evaluation episodes."
+    ))
+    histories = _histories(results)
+    if histories:
+        title = "Normalised score during offline RL, per method"
+        path = plot_learning_curves(histories, figures / "learning_curves.png", title)
+        blocks.append(Figure(path, "Learning curves: normalised score at each evaluation against RL update steps."))
+    else:
+        blocks.append(Note("results.json records no evaluations (eval_history): no learning curves"))
+
+    blocks.append(Heading("Reward diagnostics"))
+    separation = results.get("separation") or {}
+    kernel = str((config.get("reward") or {}).get("kernel", "-"))
+    if separation:
+        header = ("kernel", "ROC AUC (expert vs other)", "mean reward expert", "mean reward other",
+                  "expert transitions", "other transitions")
+        keys = ("auc", "mean_expert", "mean_other", "n_expert", "n_other")
+        cells = (kernel, *(_fmt(separation.get(key)) for key in keys))
+        blocks.append(Table(header, (cells,)))
+        blocks.append(Paragraph(
+            "Raw kernel rewards, before scaling. ROC AUC 1.0: every expert transition outranks every other "
+            "one; 0.5: chance."
+        ))
+        if isinstance(results.get("reward_scaling"), dict):
+            blocks.append(Paragraph(_scaling_line(results["reward_scaling"])))
+    if "rewards" in (results.get("artifacts") or {}):
+        blocks += _diagnostic_figures(run, figures, kernel)
+    else:
+        blocks.append(Note("this run has no TGE reward stage (methods without tge): no reward diagnostics"))
+
+    blocks.append(Heading("Resolved config"))
+    blocks.append(Code(run.config_text, "yaml", "Resolved config (config.yaml)"))
+    return f"TGE run {run.path.name}", blocks
+
+
+# ----------------------------------------------------------------------------- sweep report
+
+
+def _short_trial(trial_id: str) -> str:
+    """``_trial_84316ec4_1_reward_k=3,..._2026-...`` -> ``84316ec4_1``."""
+    match = re.match(r"_?trial_([0-9a-f]+_\d+)", trial_id)
+    return match.group(1) if match else trial_id[:24]
+
+
+def _first_run(sweep: SweepFolder, trial_ids: list[str], with_artifacts: bool) -> RunFolder | None:
+    """The first run folder of the first trial in ``trial_ids`` (whose artifacts exist, if asked)."""
+    for trial_id in trial_ids:
+        for run in sweep.runs.get(trial_id, []):
+            files = _artifact_files(run)
+            if not with_artifacts or (len(files) == 2 and all(f.is_file() for f in files)):
+                return run
+    return None
+
+
+def _best_available(sweep: SweepFolder, trial_ids: list[str]) -> RunFolder | None:
+    """Best trial with its artifacts; failing that, the best with a run folder (its PNGs)."""
+    return _first_run(sweep, trial_ids, with_artifacts=True) or _first_run(sweep, trial_ids, with_artifacts=False)
+
+
+def _kernel_sections(sweep: SweepFolder, done: Any, figures: Path) -> list[Block]:
+    """One reward histogram per kernel, from that kernel's best trial whose artifacts exist."""
+    blocks: list[Block] = []
+    for kernel in sorted(str(k) for k in done["kernel"].unique()):
+        run = _best_available(sweep, [str(t) for t in done.loc[done["kernel"] == kernel, "trial_id"]])
+        if run is None:
+            blocks.append(Note(f"no run folder of a {kernel}-kernel trial was found: no reward histogram for it"))
+            continue
+        trial = run.path.parent.name
+        row = done[done["trial_id"] == trial].iloc[0]
+        blocks.append(Heading(
+            f"{kernel} kernel: trial {_short_trial(trial)} (score {row.score_mean:.1f}, "
+            f"{_reward_detail(run.config)}, {row.backbone})", 3,
+        ))
+        blocks += _diagnostic_figures(run, figures, kernel, f", trial {_short_trial(trial)}", projection=False)
+    if done.empty:
+        blocks.append(Note("no finished trials: no reward diagnostics"))
+    return blocks
+
+
+def _sweep_curves(sweep: SweepFolder, done: Any, figures: Path) -> list[Block]:
+    """Learning curves of the best finished trials (each seed's run a line)."""
+    histories: dict[str, list[tuple[int, float]]] = {}
+    for row in done.head(MAX_CURVES).itertuples(index=False):
+        runs = sweep.runs.get(str(row.trial_id), [])
+        for run in runs:
+            seed = f", seed {run.config.get('seed')}" if len(runs) > 1 else ""
+            for method, history in _histories(run.results).items():
+                label = f"{_short_trial(str(row.trial_id))} {method} {row.kernel} sigma={row.sigma:.3g}{seed}"
+                histories[label] = history
+    if not histories:
+        return [Note("no trial run folder records evaluations: no learning curves")]
+    title = "Normalised score during offline RL, per trial"
+    path = plot_learning_curves(histories, figures / "learning_curves.png", title)
+    shown = "every finished trial"
+    if len(done) > MAX_CURVES:
+        shown = f"the best {MAX_CURVES} of {len(done)} finished trials"
+    return [Figure(path, f"Learning curves of the TGE policy ({shown}): normalised score against RL update steps.")]
+
+
+def _trials_table(table: Any) -> Table:
+    """Every trial, best first; unfinished ones (no score) last."""
+    header = ("trial", "status", "dataset", "N", "H", "sigma", "k", "kernel", "backbone", "seeds",
+              "score (mean ± std)", "time (s)", "diffusion trained / reused")
+    ordered = table.assign(_order=table["score_mean"].fillna(-np.inf)).sort_values("_order", ascending=False)
+    rows = []
+    for row in ordered.to_dict("records"):
+        score, std = row["score_mean"], row["score_std"]
+        shown = "-" if math.isnan(score) else f"{score:.1f} ± {0.0 if math.isnan(std) else std:.1f}"
+        rows.append((
+            _short_trial(str(row["trial_id"])), str(row["status"]), str(row["dataset"]),
+            _fmt(row.get("n_expert_trajs")), _fmt(row["horizon"]), _fmt(row["sigma"]), _fmt(row.get("k")),
+            str(row["kernel"]), str(row["backbone"]), _fmt(row.get("seeds")), shown, _fmt(row.get("time_s"), 4),
+            f"{_fmt(row.get('diffusion_trained'))} / {_fmt(row.get('diffusion_reused'))}",
+        ))
+    return Table(header, tuple(rows))
+
+
+def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
+    """Title and blocks of a sweep report; figures are written into ``figures``."""
+    from tge_ray.sweep.results import BEST_HEADER, best_rows, plot_ablations
+
+    table = sweep.table
+    done = table[table["status"] == "done"].dropna(subset=["score_mean"])
+    done = done.sort_values("score_mean", ascending=False)
+    datasets = f"{table['dataset'].nunique()} dataset(s)"
+    if sweep.summary:  # best.md's line also has the wall time and the diffusion models reused
+        line = f"{sweep.summary}; {datasets}."
+    else:
+        status = ", ".join(f"{n} {s}" for s, n in sorted(table["status"].value_counts().to_dict().items()))
+        line = f"{len(table)} trials ({status or 'none'}) over {datasets}."
+    blocks: list[Block] = [Paragraph(line)]
+    if sweep.damaged:
+        blocks.append(Note(
+            f"{len(sweep.damaged)} trial run folder(s) have a damaged {RESULTS} and are left out: "
+            f"{', '.join(sweep.damaged)}"
+        ))
+
+    blocks.append(Heading("Best configuration per dataset"))
+    best = best_rows(table)
+    blocks.append(Table(BEST_HEADER, tuple(best)) if best else Note("no trial finished: no best configuration"))
+
+    blocks.append(Heading("Ablations"))
+    captions = {
+        "score_vs_horizon.png": "Normalised score against the window horizon H (mean ± std over seeds).",
+        "score_vs_sigma.png": "Normalised score against the kernel temperature sigma, one series per kernel.",
+        "score_by_backbone.png": "Normalised score per offline-RL backbone.",
+    }
+    written = plot_ablations(table, figures)
+    blocks += [Figure(path, captions.get(path.name, path.stem)) for path in written]
+    if not written:
+        blocks.append(Note("no finished trials: no ablation plots"))
+
+    blocks.append(Heading("Reward diagnostics per kernel"))
+    blocks += _kernel_sections(sweep, done, figures)
+
+    # The embeddings depend on H and the diffusion model, not on the kernel: one projection.
+    trial_ids = [str(t) for t in done["trial_id"]]
+    best_run = _best_available(sweep, trial_ids)
+    if best_run is not None:
+        trial = _short_trial(best_run.path.parent.name)
+        horizon = (best_run.config.get("windows") or {}).get("horizon", "?")
+        blocks.append(Heading(f"Embeddings: trial {trial} (H = {horizon})"))
+        blocks += _diagnostic_figures(best_run, figures, "best", f", trial {trial}", histogram=False)
+
+    blocks.append(Heading("Learning curves"))
+    blocks += _sweep_curves(sweep, done, figures)
+
+    blocks.append(Heading("All trials"))
+    blocks.append(_trials_table(table))
+    blocks.append(Paragraph(f"Every column: {sweep.path / SWEEP_RESULTS}."))
+
+    best_run = _first_run(sweep, trial_ids, with_artifacts=False)
+    if best_run is not None:
+        trial = _short_trial(best_run.path.parent.name)
+        blocks.append(Heading("Resolved config of the best trial"))
+        blocks.append(Code(best_run.config_text, "yaml", f"Resolved config, trial {trial} (config.yaml)"))
+    return f"TGE sweep {sweep.path.name}", blocks
+
+
+# ----------------------------------------------------------------------------- 4. write
+
+
+def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | None = None) -> ReportPaths:
+    """Write report.md, report.html and report_figures/ for a run or sweep folder.
+
+    ``out`` defaults to ``folder``. The input is read and checked before anything is written;
+    the report is built in a private folder inside ``out`` and moved into place when complete.
+    """
+    source = Path(folder).expanduser()
+    loaded: RunFolder | SweepFolder = load_run(source) if classify(source) == "run" else load_sweep(source)
+    target = Path(out).expanduser() if out is not None else source
+    if target.exists() and not target.is_dir():
+        raise ReportError(f"--out {target} is a file: give a folder")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target, prefix=".report.tmp-"))
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ReportError(f"--out {target} cannot be written ({reason}): choose a writable folder") from None
+    try:
+        figures = tmp / FIGURES
+        figures.mkdir()
+        if isinstance(loaded, RunFolder):
+            title, blocks = run_blocks(loaded, figures)
+        else:
+            title, blocks = sweep_blocks(loaded, figures)
+        (tmp / "report.md").write_text(render_markdown(title, blocks, FIGURES))
+        (tmp / "report.html").write_text(render_html(title, blocks))
+        names = sorted(p.name for p in figures.iterdir())
+        final_figures = target / FIGURES
+        if final_figures.exists():  # an older report's figures: set aside, removed with tmp
+            os.replace(final_figures, tmp / f"{FIGURES}.old")
+        os.replace(figures, final_figures)
+        os.replace(tmp / "report.md", target / "report.md")
+        os.replace(tmp / "report.html", target / "report.html")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return ReportPaths(target / "report.md", target / "report.html", tuple(final_figures / n for n in names))
