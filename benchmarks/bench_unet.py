@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--encode-steps", type=int, default=10, help="calls per timed encoding run")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--variants", default="fast,plain", help="comma list of fast, plain")
-    parser.add_argument("--sizes", default="reference,h1,obs17", help="comma list of reference, h1, obs17")
+    parser.add_argument("--sizes", default="reference,h1,obs17", help="comma list of reference, default, h1, obs17")
     parser.add_argument("--out", default=str(Path(__file__).with_name("unet.json")))
     parser.add_argument("--smoke-test", action="store_true", help="tiny sizes, seconds")
     args = parser.parse_args()
@@ -129,6 +129,7 @@ def main() -> None:
         # (label, obs_dim, horizon, cfg): the reference is also the project default
         # (DiffusionConfig() and windows.horizon = 32; hopper has 11-dim states).
         ("reference", "reference = project default (dim 32, 1-2-4-8, H 32, obs 11)", 11, 32, DiffusionConfig()),
+        ("default", "tge run default (dim 16, 1-2-4-8, H 32, obs 11)", 11, 32, DiffusionConfig(dim=16)),
         ("h1", "single-step ablation (H 1, obs 11)", 11, 1, DiffusionConfig()),
         ("obs17", "walker2d/halfcheetah states (H 32, obs 17)", 17, 32, DiffusionConfig()),
     ]

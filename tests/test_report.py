@@ -151,6 +151,20 @@ def test_folder_that_is_neither_run_nor_sweep(tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"], "nothing written"
 
 
+def test_folder_of_runs_is_one_table_over_seeds(finished_run, tmp_path, capsys):
+    """The run's storage folder holds run folders: one row per task, one column per method."""
+    out = tmp_path / "suite"
+    code, _, err = _report(capsys, finished_run.parent, "--out", out)
+    assert code == 0, err
+    results = json.loads((finished_run / "results.json").read_text())
+    text = (out / "report.md").read_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("| test/hopper/random-v0 ")]
+    for method, score in results["scores"].items():
+        assert f"{score:.1f} ± 0.0 (1)" in row, (method, row)
+    assert f"{results['separation']['auc']:.3f}" in row
+    assert finished_run.name in text and "data:image" not in (out / "report.html").read_text()
+
+
 def test_corrupt_results_json(finished_run, tmp_path, capsys):
     damaged = tmp_path / finished_run.name
     shutil.copytree(finished_run, damaged, ignore=shutil.ignore_patterns("report*"))

@@ -1,5 +1,10 @@
 """``tge report DIR``: a run or sweep folder read back into report.md and a self-contained report.html.
 
+DIR may also be a folder of run folders (``tge run ... storage=DIR`` for several tasks, methods
+and seeds): the report is then one table of mean ± std normalised scores over seeds per task
+(offline data, expert trajectories N, H, kernel) and method, with the separation AUC, and every
+run below it. RESULTS.md's tables are made this way.
+
     1. read      results.json (run) or sweep_results.csv (sweep); bad input is one line, exit 2
     2. arrays    raw rewards and embeddings from the artifact store paths results.json records;
                  expert flags from the task summary; episode returns from the (local) datasets
@@ -172,7 +177,7 @@ def load_sweep(folder: Path) -> SweepFolder:
 
 
 def classify(folder: Path) -> str:
-    """``"run"`` or ``"sweep"``; anything else is a :class:`ReportError` that says what to give."""
+    """``"run"``, ``"sweep"`` or ``"runs"`` (a folder of run folders); else a :class:`ReportError`."""
     what = (
         "give a run folder written by `tge run` (<storage>/<task>__<backbone>__H<h>__s<seed>__<time>) "
         "or a sweep folder written by `tge sweep` (<storage>/<space name>)"
@@ -190,7 +195,9 @@ def classify(folder: Path) -> str:
             f"{folder} is a sweep without {SWEEP_RESULTS} (it has not finished): finish it with "
             f"`tge sweep SPACE.yaml --storage {folder.parent} --resume`, then report"
         )
-    inside = sorted(p.parent.name for name in (RESULTS, SWEEP_RESULTS) for p in folder.glob(f"*/{name}"))
+    if any(folder.glob(f"*/{RESULTS}")):
+        return "runs"
+    inside = sorted(p.parent.name for p in folder.glob(f"*/{SWEEP_RESULTS}"))
     hint = f" (it holds {len(inside)}, e.g. {folder / inside[0]})" if inside else ""
     raise ReportError(
         f"{folder} is neither a run folder (no {RESULTS}) nor a sweep folder (no {SWEEP_RESULTS}): {what}{hint}"
@@ -576,6 +583,99 @@ def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
     return f"TGE sweep {sweep.path.name}", blocks
 
 
+# ----------------------------------------------------------------------------- a folder of runs
+
+METHOD_ORDER = ("tge-iql", "tge-rebrac", "bc", "oracle-iql")
+
+
+@dataclass
+class RunsFolder:
+    """A folder of run folders (``tge run ... storage=DIR``), each with its results.json."""
+
+    path: Path
+    runs: list[RunFolder]
+    damaged: list[str] = field(default_factory=list)
+
+
+def load_runs(folder: Path) -> RunsFolder:
+    runs, damaged = [], []
+    for results in sorted(folder.glob(f"*/{RESULTS}")):
+        try:
+            runs.append(load_run(results.parent))
+        except ReportError:
+            damaged.append(results.parent.name)
+    if not runs:
+        raise ReportError(f"every run folder in {folder} has a damaged {RESULTS}: rerun them with `tge run`")
+    return RunsFolder(folder, runs, damaged)
+
+
+def run_group(run: RunFolder) -> tuple[str, int, int, str]:
+    """What a row of the collection table is: (offline dataset, N expert trajectories, H, kernel)."""
+    config = run.config
+    task, windows, reward = config.get("task") or {}, config.get("windows") or {}, config.get("reward") or {}
+    return (str(task.get("offline", "?")), int(task.get("n_expert_trajs", -1)), int(windows.get("horizon", -1)),
+            str(reward.get("kernel", "?")))
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})"
+
+
+def runs_table(runs: list[RunFolder]) -> Table:
+    """Mean ± std (seeds) of the normalised score per (dataset, N, H, kernel) and method."""
+    groups: dict[tuple[str, int, int, str], list[RunFolder]] = {}
+    for run in runs:
+        groups.setdefault(run_group(run), []).append(run)
+    present = {m for run in runs for m in run.results["scores"]}
+    methods = [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+    header = ("dataset", "N", "H", "kernel", *methods, "AUC")
+    rows = []
+    for (dataset, n, horizon, kernel), members in sorted(groups.items()):
+        # A seed's score per method: runs of one seed with two backbones share bc and oracle
+        # (the same artifacts), so a method counts once per seed.
+        per_method: dict[str, dict[int, float]] = {m: {} for m in methods}
+        aucs: dict[int, float] = {}
+        for run in members:
+            seed = int(run.config.get("seed", 0))
+            for method, score in run.results["scores"].items():
+                per_method[method][seed] = float(score)
+            auc = (run.results.get("separation") or {}).get("auc")
+            if _is_number(auc):
+                aucs[seed] = float(auc)
+        rows.append((dataset, str(n), str(horizon), kernel,
+                     *(mean_std(list(per_method[m].values())) for m in methods),
+                     f"{np.mean(list(aucs.values())):.3f}" if aucs else "-"))
+    return Table(header, tuple(rows))
+
+
+def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
+    runs = collection.runs
+    seeds = sorted({int(run.config.get("seed", 0)) for run in runs})
+    blocks: list[Block] = [Paragraph(
+        f"{len(runs)} runs in {collection.path}, seeds {', '.join(map(str, seeds))}. Cells: normalised score, "
+        "mean ± std over seeds (number of seeds); AUC: the separation diagnostic of the TGE reward "
+        "(expert-flagged vs other transitions), mean over seeds."
+    )]
+    if collection.damaged:
+        blocks.append(Note(f"{len(collection.damaged)} run folder(s) with a damaged {RESULTS} are left out: "
+                           f"{', '.join(collection.damaged)}"))
+    blocks.append(Heading("Normalised scores"))
+    blocks.append(runs_table(runs))
+    blocks.append(Heading("Every run"))
+    header = ("run", "seed", "backbone", "RL steps", "scores", "AUC")
+    rows = []
+    for run in runs:
+        config, results = run.config, run.results
+        scores = ", ".join(f"{m} {v:.1f}" for m, v in results["scores"].items())
+        auc = (results.get("separation") or {}).get("auc")
+        rows.append((run.path.name, str(config.get("seed", "?")), str((config.get("rl") or {}).get("backbone", "?")),
+                     str((config.get("rl") or {}).get("steps", "?")), scores, _fmt(auc)))
+    blocks.append(Table(header, tuple(rows)))
+    return f"TGE runs in {collection.path.name}", blocks
+
+
 # ----------------------------------------------------------------------------- 4. write
 
 
@@ -586,7 +686,10 @@ def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | N
     the report is built in a private folder inside ``out`` and moved into place when complete.
     """
     source = Path(folder).expanduser()
-    loaded: RunFolder | SweepFolder = load_run(source) if classify(source) == "run" else load_sweep(source)
+    kind = classify(source)
+    loaded: RunFolder | SweepFolder | RunsFolder = (
+        load_run(source) if kind == "run" else load_sweep(source) if kind == "sweep" else load_runs(source)
+    )
     target = Path(out).expanduser() if out is not None else source
     if target.exists() and not target.is_dir():
         raise ReportError(f"--out {target} is a file: give a folder")
@@ -601,8 +704,10 @@ def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | N
         figures.mkdir()
         if isinstance(loaded, RunFolder):
             title, blocks = run_blocks(loaded, figures)
-        else:
+        elif isinstance(loaded, SweepFolder):
             title, blocks = sweep_blocks(loaded, figures)
+        else:
+            title, blocks = runs_blocks(loaded)
         (tmp / "report.md").write_text(render_markdown(title, blocks, FIGURES))
         (tmp / "report.html").write_text(render_html(title, blocks))
         names = sorted(p.name for p in figures.iterdir())

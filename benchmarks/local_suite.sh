@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The local D4RL-style suite of RESULTS.md, with the project's own commands.
+#
+#   bash benchmarks/local_suite.sh [STORAGE] [SEEDS] [LANES]     # default: results/suite "0" 2
+#
+# For each task in {hopper, halfcheetah, walker2d}, N in {200, 30, 0} expert trajectories mixed
+# into tge/<task>/random-v0, one demo, and each seed: `tge run` with IQL as the TGE backbone
+# (TGE-IQL, BC on all data, oracle-reward IQL), then `tge run` with ReBRAC (TGE-ReBRAC only; it
+# reuses the diffusion model, embeddings and rewards). Then two ablations on hopper, N = 30:
+# H = 1 against the default H = 32, and the gaussian against the default log kernel.
+# LANES runs go at once (each a local Ray with torch_threads=1). Afterwards:
+#
+#   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
+#
+# Budget per run (the embedded default's, with fewer RL updates so the suite fits an afternoon
+# on 2 cores): U-Net dim 16, 600 diffusion steps; 5000 RL updates; ReBRAC at batch 256 (its
+# default 1024 is 4x the cost); 10 evaluation episodes every 2500 updates.
+set -euo pipefail
+
+STORAGE=${1:-results/suite}
+SEEDS=${2:-0}
+LANES=${3:-2}
+BUDGET=(rl.steps=5000 evaluation.every=2500 evaluation.episodes=10 rl.rebrac.batch_size=256)
+
+for task in hopper halfcheetah walker2d; do  # datasets first, once (not inside parallel runs)
+  tge data make "tge/$task/random-v0" -q
+  tge data make "tge/$task/expert-v0" -q
+done
+
+cell() {  # task N seed: the IQL run (tge, bc, oracle), then the ReBRAC run (tge)
+  local task=$1 n=$2 seed=$3
+  local data=(task.offline="tge/$task/random-v0" task.expert="tge/$task/expert-v0" task.n_expert_trajs="$n")
+  tge run -q "${data[@]}" "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-iql-s$seed"
+  tge run -q "${data[@]}" "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-rebrac-s$seed" \
+    rl.backbone=rebrac 'methods=[tge]'
+}
+ablation() {  # name override...: hopper N=30, TGE-IQL only
+  local name=$1 seed=$2; shift 2
+  tge run -q task.n_expert_trajs=30 "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$name-s$seed" \
+    'methods=[tge]' "$@"
+}
+export -f cell ablation
+export STORAGE
+export BUDGET_STR="${BUDGET[*]}"
+
+jobs=()
+for seed in $SEEDS; do
+  for task in hopper halfcheetah walker2d; do
+    for n in 200 30 0; do jobs+=("cell $task $n $seed"); done
+  done
+  jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
+done
+# bash functions do not see arrays through export: rebuild BUDGET in each job from the string
+printf '%s\n' "${jobs[@]}" | xargs -P "$LANES" -I{} bash -c 'BUDGET=($BUDGET_STR); {}'
+tge report "$STORAGE"
