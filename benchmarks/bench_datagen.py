@@ -3,13 +3,14 @@
 Measures the rollout loop alone (:func:`tge_ray.data.make.collect_parallel`, vectorised envs, one
 batched policy call per step) for the random policy and the shipped expert, in one process and
 over ``--workers`` processes (what ``tge data make`` uses, default 2), and one whole
-``make_dataset`` (rollouts + Minari hdf5 write + atomic move) for random data, per wall second,
+``make_dataset`` (rollouts + Minari hdf5 write + atomic move) for random data, at ``tge data make``'s default
+size (200k steps; worker start-up is a few seconds, so small sizes understate the workers), per wall second,
 beside the floor: the bare vector env stepped with a fixed action in one process.
 Single-process figures also come per CPU second of the process (what other load on a shared
 machine changes least). Prints the figures and writes them to ``benchmarks/datagen.json``.
 Targets on 2 cores: random >= 5k steps/s, expert >= 2k steps/s.
 
-    .venv/bin/python benchmarks/bench_datagen.py            # 40k steps per figure
+    .venv/bin/python benchmarks/bench_datagen.py            # 200k steps per figure
     .venv/bin/python benchmarks/bench_datagen.py --smoke-test
 """
 
@@ -58,7 +59,7 @@ def _collect(task: make.Task, spec: make.PolicySpec, steps: int, workers: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="hopper", choices=sorted(experts.LOCOMOTION_ENVS))
-    parser.add_argument("--steps", type=int, default=40_000)
+    parser.add_argument("--steps", type=int, default=200_000, help="per figure (tge data make's default size)")
     parser.add_argument("--workers", type=int, default=make.DEFAULT_WORKERS, help="rollout processes")
     parser.add_argument("--smoke-test", action="store_true", help="2k steps, for a quick check")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "datagen.json")

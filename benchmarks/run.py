@@ -10,7 +10,8 @@ Runs, each in its own process so that one's threads and memory do not colour the
     tge run           the embedded default, wall time (datasets made beforehand, not timed)
     bench_sweep.py    with --sweep: the 16-trial sweep, wall time against its RL stages
 
-then prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions,
+each script's JSON also lands in its usual file (``benchmarks/rl.json`` ...; not with
+``--smoke-test``, and not ``unet.json``, whose full table has more sizes and variants), then it prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions,
 thread counts, every script's own JSON under ``details``). The machine name defaults to the CPU
 count and model (``cpu2-intel-xeon-processor``); torch's CUDA device, when there is one, is
 recorded, but the figures are CPU figures: the scripts time CPU code.
@@ -214,7 +215,7 @@ def main() -> None:
     started = time.perf_counter()
     details: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tge-bench-") as scratch:
-        tmp = Path(scratch)
+        tmp = Path(scratch) if smoke else HERE  # the scripts' own JSON files, refreshed together
         threads = ["--threads", str(args.threads)]
         if "rl" not in skip:
             details["rl"] = run_script("bench_rl.py", [*threads, "--repeats", "2"] + (["--iql-updates", "30", "--rebrac-updates", "6", "--repeats", "1"] if smoke else []), tmp / "rl.json")
@@ -222,7 +223,8 @@ def main() -> None:
             unet_args = ["--sizes", "reference,default", "--variants", "fast", "--repeats", "2", *threads]
             if smoke:
                 unet_args += ["--train-steps", "1", "--encode-steps", "1", "--repeats", "1"]
-            details["unet"] = run_script("bench_unet.py", unet_args, tmp / "unet.json")
+            # two of unet.json's sizes and one variant: its own file keeps the full comparison
+            details["unet"] = run_script("bench_unet.py", unet_args, Path(scratch) / "unet.json")
         if "reward" not in skip:
             details["reward"] = run_script("bench_reward.py", ["--smoke"] if smoke else [], tmp / "reward.json", "--output")
         if "windows" not in skip:
