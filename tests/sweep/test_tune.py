@@ -76,3 +76,18 @@ def test_resume_without_a_sweep_is_one_line(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("tge: error: --resume: no sweep at")
+
+
+def test_grace_period_beyond_the_last_report_is_one_line(tmp_path):
+    # smoke: 200 RL steps, an evaluation every 100, one seed: 3 evaluations + the final report
+    done = subprocess.run(
+        [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
+         "--storage", str(tmp_path), "sweep.grace_period=5"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "tge: error: sweep.grace_period=5 is more evaluations than a trial reports "
+        "(4: rl.steps / evaluation.every + 1 per seed, and the final score): lower it"
+    )
+    assert list(tmp_path.iterdir()) == []
