@@ -28,7 +28,15 @@ from tge_ray.data.windows import Windows
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """Peak RSS of this process image. VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss
+    across execve, so a benchmark started by a big parent (benchmarks/run.py) would inherit its peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # elsewhere: KiB on Linux
 
 
 def main() -> None:

@@ -139,9 +139,9 @@ def summary_rows(details: dict[str, Any]) -> list[dict[str, Any]]:
         ref = _get(rl, "reference", algo) or {}
         add(label, ours, "1/s", ref.get("updates_per_s"), ref.get("target"))
     unet = details.get("unet", {})
-    for size, label in (("reference", "U-Net reference size"), ("default", "U-Net tge run default")):
-        row = next((r for r in unet.get("rows", []) if r["size"].startswith(size) and r["variant"] == "fast"), None)
-        is_ref = size == "reference"
+    for prefix, label in (("reference", "U-Net reference size"), ("tge run default", "U-Net tge run default")):
+        row = next((r for r in unet.get("rows", []) if r["size"].startswith(prefix) and r["variant"] == "fast"), None)
+        is_ref = prefix == "reference"
         add(f"{label}: training", row and row["train_windows_per_s"], "windows/s",
             _get(unet, "reference", "train_windows_per_s") if is_ref else None,
             _get(unet, "target", "train_windows_per_s") if is_ref else None)
@@ -203,6 +203,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the RL and U-Net figures")
     parser.add_argument("--sweep", action="store_true", help="also run the 16-trial sweep benchmark")
     parser.add_argument("--skip", default="", help="comma list of rl,unet,reward,windows,datagen,run to leave out")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the output file's other figures, replace only those run now (e.g. --skip ... --sweep)")
+    parser.add_argument("--reuse", default="", help="comma list of rl,reward,windows,datagen,sweep: take the figures "
+                        "from that script's own JSON in benchmarks/ (a run of it on this machine) instead of running it")
     parser.add_argument("--smoke-test", action="store_true", help="every script at tiny sizes")
     parser.add_argument("--out", type=Path, default=None, help="output JSON (default benchmarks/results-<machine>.json)")
     args = parser.parse_args()
@@ -214,6 +218,11 @@ def main() -> None:
     out = args.out or HERE / f"results-{machine}.json"
     started = time.perf_counter()
     details: dict[str, Any] = {}
+    if args.merge and out.is_file():
+        details = json.loads(out.read_text()).get("details", {})
+    for name in filter(None, args.reuse.split(",")):
+        details[name] = {**json.loads((HERE / f"{name}.json").read_text()), "reused_from": f"benchmarks/{name}.json"}
+        skip.add(name)
     with tempfile.TemporaryDirectory(prefix="tge-bench-") as scratch:
         tmp = Path(scratch) if smoke else HERE  # the scripts' own JSON files, refreshed together
         threads = ["--threads", str(args.threads)]
@@ -233,7 +242,7 @@ def main() -> None:
             details["datagen"] = run_script("bench_datagen.py", ["--smoke-test"] if smoke else [], tmp / "datagen.json")
         if "run" not in skip:
             details["tge_run"] = time_default_run(smoke)
-        if args.sweep:
+        if args.sweep and "sweep" not in skip:
             details["sweep"] = run_script("bench_sweep.py", ["--smoke-test"] if smoke else [], tmp / "sweep.json")
     info["load_avg_1min_end"] = os.getloadavg()[0]
     rows = summary_rows(details)

@@ -343,6 +343,9 @@ class ResourcesConfig:
         embed_actors: actors in the embedding pool (one GPU each when on GPU).
         reward_actors: actors in the reward pool.
         torch_threads: intra-op threads per process (``null`` = torch's default).
+        stage_cpus: CPUs that each Ray Train worker, embedding actor and reward actor reserves
+            (fractional allowed). Below 1 lets concurrent sweep trials' nested stages fit a
+            small machine; see ``sweep.max_concurrent_trials``.
     """
 
     address: str | None = None
@@ -352,8 +355,10 @@ class ResourcesConfig:
     embed_actors: int = 1
     reward_actors: int = 1
     torch_threads: int | None = None
+    stage_cpus: float = 1.0
 
     def __post_init__(self) -> None:
+        _positive("resources.stage_cpus", self.stage_cpus)
         if self.num_cpus is not None:
             _positive("resources.num_cpus", self.num_cpus)
         _positive("resources.train_workers", self.train_workers)
@@ -370,11 +375,13 @@ class SweepConfig:
     Attributes:
         num_samples: configurations drawn by Optuna.
         seeds: seeds each configuration runs over; the searcher sees their mean score.
-        max_concurrent_trials: trials at once.
+        max_concurrent_trials: trials at once. On a Ray that ``tge sweep`` starts itself, this
+            is lowered (with a note) to what the CPUs hold: a trial's process reserves
+            ``cpus_per_trial`` and, while it runs a nested stage, ``resources.stage_cpus`` per
+            Train worker or actor plus a quarter CPU for window gathering; trials that could not
+            all get those would wait on each other forever.
         cpus_per_trial, gpus_per_trial: resources the trial's own process reserves (its RL
-            updates); fractional values allowed. Its nested stages reserve their own: one CPU
-            per Ray Train worker and per actor, a quarter CPU per window-gathering task, so on a
-            small machine keep cpus_per_trial + 1.25 <= CPUs per concurrent trial.
+            updates); fractional values allowed.
         grace_period: evaluations before ASHA may stop a trial.
         reduction_factor: ASHA's eta.
     """

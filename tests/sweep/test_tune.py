@@ -91,3 +91,14 @@ def test_grace_period_beyond_the_last_report_is_one_line(tmp_path):
         "(4: rl.steps / evaluation.every + 1 per seed, and the final score): lower it"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrency_is_lowered_to_what_the_cpus_hold():
+    from tge_ray.sweep.tune import fit_concurrency
+
+    # 2 CPUs: two trials of 0.5 + a 1-CPU Train worker + 0.25 gathering would stall (3.5 > 2)
+    count, note = fit_concurrency(2, 0.5, 1.0, 2)
+    assert count == 1 and "max_concurrent_trials=2 lowered to 1" in note and "needs up to 1.75 CPUs" in note
+    assert fit_concurrency(2, 0.25, 0.5, 2) == (2, None)  # benchmarks/sweep_speed.yaml's settings
+    assert fit_concurrency(8, 0.5, 1.0, 64) == (8, None)
+    assert fit_concurrency(4, 4.0, 1.0, 2)[0] == 1  # never below one trial

@@ -108,6 +108,7 @@ def embed_dataset(windows: Any, checkpoint: Path, cfg: ExperimentConfig) -> Any:
         ),
         batch_size=cfg.reward.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.resources.embed_actors),
+        num_cpus=cfg.resources.stage_cpus,
         num_gpus=1 if gpu else 0,
         batch_format="numpy",
     )

@@ -288,7 +288,10 @@ def train_diffusion(
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config=loop_config,
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.resources.train_workers, use_gpu=use_gpu),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.resources.train_workers, use_gpu=use_gpu,
+            resources_per_worker={"CPU": cfg.resources.stage_cpus, **({"GPU": 1} if use_gpu else {})},
+        ),
         run_config=ray.train.RunConfig(
             name=_run_name(cfg, obs_dim),
             storage_path=str(out_dir),

@@ -100,8 +100,8 @@ def label_rewards(embeddings: Any, expert_embeddings: np.ndarray, cfg: RewardCon
         expert_embeddings: Z_E, (M, D) float32.
         cfg: kernel, k, sigma and ``batch_size`` (rows per actor call; large batches keep
             faiss on its BLAS path and Ray's per-batch overhead small).
-        resources: ``reward_actors`` (pool size; one CPU each, or one GPU each when the GPU
-            index is used) and ``use_gpu``.
+        resources: ``reward_actors`` (pool size; ``stage_cpus`` CPUs each, and one GPU each
+            when the GPU index is used) and ``use_gpu``.
     """
     import ray
 
@@ -118,7 +118,7 @@ def label_rewards(embeddings: Any, expert_embeddings: np.ndarray, cfg: RewardCon
         batch_format="numpy",
         zero_copy_batch=True,  # the actor only reads the batch
         udf_modifying_row_count=False,
-        num_cpus=1,
+        num_cpus=resources.stage_cpus,
         num_gpus=1 if gpu else 0,
     )
     indices, rewards = [], []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,28 @@ def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
     )
 
 
+def fit_concurrency(max_concurrent: int, cpus_per_trial: float, stage_cpus: float, cpus: float) -> tuple[int, str | None]:
+    """Trials that can run at once on ``cpus`` CPUs without waiting on each other forever.
+
+    Each running trial may need its own reservation plus one nested stage at a time (a Train
+    worker or an actor, ``stage_cpus``, and a window-gathering task, ``GATHER_CPUS``). If every
+    concurrent trial holds its share and one cannot get its stage's CPUs, it waits, and so may
+    the trial it waits for (a lock on a shared diffusion model): the sweep stalls. Returns the
+    count and, when it had to lower it, the note saying so.
+    """
+    from tge_ray.data.windows import GATHER_CPUS
+
+    per_trial = cpus_per_trial + stage_cpus + GATHER_CPUS
+    fits = max(1, int(cpus // per_trial + 1e-9))
+    if fits >= max_concurrent:
+        return max_concurrent, None
+    return fits, (
+        f"note: sweep.max_concurrent_trials={max_concurrent} lowered to {fits}: each trial needs up to "
+        f"{per_trial:g} CPUs (sweep.cpus_per_trial {cpus_per_trial:g} + resources.stage_cpus {stage_cpus:g} "
+        f"+ {GATHER_CPUS:g} for window gathering) and this Ray has {cpus:g}; lower those to run more at once"
+    )
+
+
 def _check_storage(storage: str) -> str:
     if is_uri(storage):
         return storage
@@ -121,7 +144,16 @@ def run_sweep(
     from tge_ray.pipeline.run import ray_session
 
     started = time.time()
+    max_concurrent = settings.max_concurrent_trials
     with ray_session(base):
+        if base.resources.address is None and not os.environ.get("RAY_ADDRESS"):  # a Ray of our own
+            import ray
+
+            max_concurrent, note = fit_concurrency(
+                max_concurrent, settings.cpus_per_trial, base.resources.stage_cpus, ray.cluster_resources().get("CPU", 1)
+            )
+            if note:
+                print(note, file=sys.stderr)
         trainable = tune.with_resources(
             tune.with_parameters(_trial, space=space, storage=storage),
             {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
@@ -144,7 +176,7 @@ def run_sweep(
                     search_alg=searcher,
                     scheduler=scheduler,
                     num_samples=settings.num_samples,
-                    max_concurrent_trials=settings.max_concurrent_trials,
+                    max_concurrent_trials=max_concurrent,
                 ),
                 run_config=tune.RunConfig(
                     name=space.name,
