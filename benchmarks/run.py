@@ -39,21 +39,12 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine_info() -> dict[str, Any]:
     import faiss
     import numpy
     import ray
     import torch
+    from bench_rl import cpu_model  # benchmarks/ is on sys.path when this file runs as a script
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),
