@@ -71,3 +71,18 @@ def test_unreachable_ray_address(tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("tge: error: resources.address='127.0.0.1:9' does not answer")
+
+
+def test_no_expert_data_in_d_mu_writes_strict_json(ray_session, tiny_datasets, tmp_path, capsys):
+    """N = 0: the separation diagnostic is undefined; the table says so and results.json holds null."""
+    extra = ("task.n_expert_trajs=0", "methods=[tge]", "rl.steps=1", "evaluation.every=1")
+    assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path, *extra)]) == 0
+    out = capsys.readouterr().out
+    assert "separation: none, D_mu holds no expert-flagged transitions" in out and "nan" not in out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__")]
+
+    def reject(constant):
+        raise ValueError(f"results.json is not strict JSON: {constant}")
+
+    results = json.loads((run_dir / "results.json").read_text(), parse_constant=reject)
+    assert results["separation"]["auc"] is None and results["separation"]["n_expert"] == 0

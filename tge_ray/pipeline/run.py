@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -512,7 +513,8 @@ def _write_run_folder(
             "artifacts": result.artifacts,
             "config": to_dict(cfg),
         }
-        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        text = json.dumps(_strict_json(results), indent=2, default=str, allow_nan=False)
+        (tmp / "results.json").write_text(text)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -531,6 +533,28 @@ def _plots(folder: Path, cfg: ExperimentConfig, task: LfOTask, artifacts: dict[s
     plot_embedding_projection(mixed, task.expert_flags, folder / "embeddings_2d.png", returns=returns, seed=cfg.seed)
 
 
+def _strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by None, so results.json is strict JSON.
+
+    The separation diagnostic is NaN when D_mu holds no expert-flagged transitions (N = 0).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(item) for item in value]
+    return value
+
+
+def _separation_line(sep: dict[str, Any], kernel: str) -> str:
+    if not sep.get("n_expert"):
+        return (f"separation: none, D_mu holds no expert-flagged transitions; mean reward "
+                f"{sep['mean_other']:.3f} (raw {kernel} kernel)")
+    return (f"separation: ROC AUC {sep['auc']:.3f}; mean reward expert {sep['mean_expert']:.3f} "
+            f"vs other {sep['mean_other']:.3f} (raw {kernel} kernel)")
+
+
 def _print_table(cfg: ExperimentConfig, result: RunResult) -> None:
     rows = [("method", "normalised score", "return (mean ± std)")]
     for label, score in result.scores.items():
@@ -543,10 +567,6 @@ def _print_table(cfg: ExperimentConfig, result: RunResult) -> None:
         if number == 0:
             lines.append("  ".join("-" * width for width in widths))
     if result.separation:
-        sep = result.separation
-        lines.append(
-            f"separation: ROC AUC {sep['auc']:.3f}; mean reward expert {sep['mean_expert']:.3f} "
-            f"vs other {sep['mean_other']:.3f} (raw {cfg.reward.kernel} kernel)"
-        )
+        lines.append(_separation_line(result.separation, cfg.reward.kernel))
     lines.append(f"run folder: {result.run_dir}")
     print("\n".join(lines))

@@ -642,7 +642,7 @@ def runs_table(runs: list[RunFolder]) -> Table:
             for method, score in run.results["scores"].items():
                 per_method[method][seed] = float(score)
             auc = (run.results.get("separation") or {}).get("auc")
-            if _is_number(auc):
+            if _is_number(auc) and math.isfinite(auc):  # None or NaN where D_mu has no expert data
                 aucs[seed] = float(auc)
         rows.append((dataset, str(n), str(horizon), kernel,
                      *(mean_std(list(per_method[m].values())) for m in methods),

@@ -117,7 +117,8 @@ def plot_reward_histogram(rewards: np.ndarray, expert_flags: np.ndarray,
             axes.hist(rewards[mask], bins=edges, density=True, alpha=0.55, color=colour,
                       label=f"{label} (n={int(mask.sum())}, mean={rewards[mask].mean():.3g})")
     suffix = f"\n{detail}" if detail else ""
-    axes.set_title(f"Reward distribution, {kernel} kernel (ROC AUC {stats['auc']:.3f}){suffix}")
+    auc = f"ROC AUC {stats['auc']:.3f}" if stats["n_expert"] and stats["n_other"] else "no expert-flagged data"
+    axes.set_title(f"Reward distribution, {kernel} kernel ({auc}){suffix}")
     axes.set_xlabel(f"raw reward ({kernel} kernel, before scaling)")
     axes.set_ylabel("density (per unit reward)")
     axes.legend(loc="best")
