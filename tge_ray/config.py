@@ -178,6 +178,12 @@ class RewardConfig:
         scale: how raw rewards are scaled before offline RL: ``minmax`` maps D_mu's rewards to
             [0, 1] (default; keeps the IQL/ReBRAC hyper-parameters of the papers meaningful),
             ``standard`` to zero mean and unit std, ``none`` keeps them raw.
+        expert_windows: which windows of D_E form the k-NN index Z_E. ``all`` (default, as
+            DESIGN.md): every time step's window, the last H - 1 of each episode padded with its
+            last state. ``complete``: only windows that lie wholly inside their episode (an
+            episode shorter than H keeps its first window). Padded windows show a frozen
+            system; when episodes end by a time limit, standing still is then close to the
+            demo's last windows and earns expert-like reward (see RESULTS.md, halfcheetah).
         batch_size: windows per Ray Data batch in the embedding and reward stages.
     """
 
@@ -185,6 +191,7 @@ class RewardConfig:
     k: int = 5
     sigma: float = 1.0
     scale: Literal["minmax", "standard", "none"] = "minmax"
+    expert_windows: Literal["all", "complete"] = "all"
     batch_size: int = 4096
 
     def __post_init__(self) -> None:

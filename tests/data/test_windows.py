@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tge_ray.data.windows import Windows, window_of
+from tge_ray.data.windows import Windows, complete_windows, window_of
 from tge_ray.errors import ConfigError, DataError
 
 
@@ -52,3 +52,13 @@ def test_bad_inputs():
         Windows(np.zeros((3, 2), np.float32), np.zeros(3, int), horizon=0)
     with pytest.raises(DataError, match="empty"):
         Windows(np.zeros((0, 2), np.float32), np.zeros(0, int), horizon=2)
+
+
+def test_complete_windows_keep_windows_inside_their_episode():
+    ids = np.array([0, 0, 0, 0, 0, 3, 3, 7, 7, 7])  # lengths 5, 2 (< H) and 3 (= H)
+    expected = [True, True, True, False, False, True, False, True, False, False]
+    np.testing.assert_array_equal(complete_windows(ids, 3), expected)
+    assert complete_windows(ids, 1).all()
+    windows = Windows(np.arange(10, dtype=np.float32)[:, None], ids, 3)
+    kept = windows.gather(np.flatnonzero(complete_windows(ids, 3)))
+    assert all(len(np.unique(w)) == 3 for w in kept[[0, 1, 2, 4]])  # no repeated (padded) state

@@ -42,6 +42,16 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     reused = {name: a["reused"] for name, a in again.artifacts.items()}
     assert reused == {"diffusion": True, "embeddings": True, "rewards": False, "policy-tge-iql": False}
 
+    # reward.expert_windows=complete changes only the expert index: new rewards, same embeddings.
+    cfg = load_config(run_dir / "config.yaml", ["reward.expert_windows=complete", "methods=[tge]", "rl.steps=1"])
+    complete = run_experiment(cfg, progress=False)
+    assert complete.artifacts["embeddings"]["reused"] and not complete.artifacts["rewards"]["reused"]
+    raws = []
+    for artifact in (results["artifacts"]["rewards"], complete.artifacts["rewards"]):
+        with np.load(artifact["path"] + "/rewards.npz") as npz:
+            raws.append(npz["raw"])
+    assert raws[0].shape == raws[1].shape and not np.array_equal(raws[0], raws[1])
+
 
 def test_same_seed_gives_identical_rewards(ray_session, tiny_datasets, tmp_path):
     rewards = []

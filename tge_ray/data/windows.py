@@ -116,6 +116,26 @@ class Windows:
             yield index, self.fill(first, last, target)
 
 
+def complete_windows(episode_ids: np.ndarray, horizon: int) -> np.ndarray:
+    """(N,) bool: True where the window of row t lies wholly inside its episode (t + H <= end).
+
+    The other windows repeat the episode's last state, which shows the system frozen for the
+    rest of the window. An episode shorter than H keeps its first window, so every episode
+    keeps at least one. Used for ``reward.expert_windows=complete``.
+    """
+    episode_ids = np.asarray(episode_ids)
+    if episode_ids.ndim != 1 or episode_ids.size == 0:
+        raise DataError(f"episode_ids must be a non-empty (N,) array, got shape {episode_ids.shape}")
+    boundaries = np.flatnonzero(np.diff(episode_ids) != 0) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [episode_ids.size]])
+    lengths = ends - starts
+    position = np.arange(episode_ids.size) - np.repeat(starts, lengths)
+    keep = position + horizon <= np.repeat(lengths, lengths)
+    keep[starts] = True
+    return keep
+
+
 def window_of(observations: np.ndarray, episode_ids: np.ndarray, horizon: int, t: int) -> np.ndarray:
     """Reference definition of one window, written plainly (used by tests and docs)."""
     episode = episode_ids[t]

@@ -34,7 +34,7 @@ import numpy as np
 from tge_ray.config import ExperimentConfig, dump_config, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask, build_task
-from tge_ray.data.windows import Windows, to_ray_dataset
+from tge_ray.data.windows import Windows, complete_windows, to_ray_dataset
 from tge_ray.errors import ConfigError, DataError, TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
 from tge_ray.seeding import seed_everything
@@ -229,6 +229,13 @@ def embedding_stage(
     return store.get_or_build("embeddings", deps, build)
 
 
+def expert_index_rows(cfg: ExperimentConfig, task: LfOTask) -> np.ndarray:
+    """(N_E,) bool: the windows of D_E that enter the k-NN index (``reward.expert_windows``)."""
+    if cfg.reward.expert_windows == "complete":
+        return complete_windows(task.demo_episode_ids, cfg.windows.horizon)
+    return np.ones(len(task.demo_episode_ids), dtype=bool)
+
+
 def reward_stage(
     cfg: ExperimentConfig, store: ArtifactStore, embeddings: Artifact, task: LfOTask
 ) -> Artifact:
@@ -244,10 +251,12 @@ def reward_stage(
         "scale": cfg.reward.scale,
         "format": ARTIFACT_FORMAT,
     }
+    if cfg.reward.expert_windows != "all":  # only when set, so default artifacts keep their keys
+        deps["expert_windows"] = cfg.reward.expert_windows
 
     def build(folder: Path) -> dict[str, Any]:
         with np.load(embeddings.path / "embeddings.npz") as npz:
-            mixed, demos = npz["mixed"], npz["demos"]
+            mixed, demos = npz["mixed"], npz["demos"][expert_index_rows(cfg, task)]
         table = to_ray_dataset(mixed, column="embedding", batch_size=cfg.reward.batch_size)
         raw = label_rewards(table, demos, cfg.reward, cfg.resources)
         scaled, scaling = scale_rewards(raw, cfg.reward.scale)
@@ -431,10 +440,12 @@ def _run_stages(
     _say(progress, f"[2/6] windows: H={horizon}, {task.mixed.n_transitions} in D_mu, {len(task.demo_observations)} in D_E")
     mixed_windows = Windows(task.standardize(task.mixed.observations), task.mixed.episode_ids, horizon)
     demo_windows = Windows(task.standardize(task.demo_observations), task.demo_episode_ids, horizon)
-    if "tge" in cfg.methods and cfg.reward.k > len(demo_windows):
+    n_index = int(expert_index_rows(cfg, task).sum())
+    if "tge" in cfg.methods and cfg.reward.k > n_index:
+        which = " complete" if cfg.reward.expert_windows == "complete" else ""
         raise ConfigError(
-            f"reward.k={cfg.reward.k} exceeds the {len(demo_windows)} expert windows of D_E: use "
-            f"reward.k <= {len(demo_windows)} or more demos (task.n_demos)"
+            f"reward.k={cfg.reward.k} exceeds the {n_index}{which} expert windows of D_E: use "
+            f"reward.k <= {n_index} or more demos (task.n_demos)"
         )
     artifacts: dict[str, Artifact] = {} if stages is None else stages
     rewards: Artifact | None = None
