@@ -165,6 +165,42 @@ def test_folder_of_runs_is_one_table_over_seeds(finished_run, tmp_path, capsys):
     assert finished_run.name in text and "data:image" not in (out / "report.html").read_text()
 
 
+def _copy_run(run_dir: Path, folder: Path, name: str, changes: dict) -> Path:
+    """A copy of a real run folder with some settings (dotted keys) changed in its config
+    (results.json's, which the report reads, and config.yaml)."""
+    copy = folder / name
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
+    results = json.loads((copy / "results.json").read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        section = results["config"]
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
+    (copy / "results.json").write_text(json.dumps(results))
+    (copy / "config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
+    return copy
+
+
+def test_folder_of_runs_averages_seeds_but_never_other_settings(finished_run, tmp_path, capsys):
+    """Seeds of one experiment share a row; a run with another RL budget gets its own row, and
+    a setting of a backbone the run does not train (rl.rebrac for an IQL run) splits nothing."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _copy_run(finished_run, runs, "a", {"seed": 0})
+    _copy_run(finished_run, runs, "b", {"seed": 1, "rl.rebrac.batch_size": 7})
+    _copy_run(finished_run, runs, "c", {"seed": 0, "rl.steps": 9999})
+    code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    text = (tmp_path / "out" / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| test/hopper/random-v0 ")]
+    assert len(rows) == 2, rows
+    (averaged,) = [row for row in rows if "rl.steps=9999" not in row]
+    (longer,) = [row for row in rows if "rl.steps=9999" in row]
+    assert "(2)" in averaged and "(1)" in longer and "rebrac" not in averaged
+    assert "| other settings |" in text
+
+
 def test_corrupt_results_json(finished_run, tmp_path, capsys):
     damaged = tmp_path / finished_run.name
     shutil.copytree(finished_run, damaged, ignore=shutil.ignore_patterns("report*"))
@@ -199,3 +235,4 @@ def test_sweep_report(finished_sweep, tmp_path, capsys):
     assert "artifacts are gone" not in md_text
     assert "<details><summary>Resolved config, trial" in html_text
     assert _fenced_yaml(md_text)["reward"]["kernel"] == best.kernel
+

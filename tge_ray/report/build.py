@@ -609,8 +609,57 @@ def load_runs(folder: Path) -> RunsFolder:
     return RunsFolder(folder, runs, damaged)
 
 
+GROUP_KEYS = ("task.offline", "task.n_expert_trajs", "windows.horizon", "reward.kernel")
+"""The collection table's row labels: offline dataset, N expert trajectories, H, kernel."""
+NOT_A_SETTING = ("seed", "name", "storage", "methods", "rl.backbone", "resources.")
+"""Config keys that do not make runs different experiments: seeds are averaged, the two backbones
+of one cell share BC and oracle, and resources change speed, not results."""
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as dotted keys -> JSON text of the value."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_config(value, f"{dotted}."))
+        else:
+            flat[dotted] = json.dumps(value, sort_keys=True, default=str)
+    return flat
+
+
+def _uses(key: str, config: dict[str, Any]) -> bool:
+    """Whether a setting can change any result of a run with this config."""
+    methods = set(config.get("methods") or ())
+    backbone = (config.get("rl") or {}).get("backbone")
+    if key.startswith("rl.rebrac."):
+        return "tge" in methods and backbone == "rebrac"
+    if key.startswith("rl.iql."):
+        return ("tge" in methods and backbone == "iql") or "oracle" in methods
+    if key.startswith("rl.bc_"):
+        return "bc" in methods
+    if key.startswith(("windows.", "diffusion.", "reward.")):
+        return "tge" in methods
+    return True
+
+
+def _settings(run: RunFolder) -> dict[str, str]:
+    """The settings that can change the run's results, as dotted keys, with today's defaults
+    filled in for keys that its config.yaml predates (a new config field does not split older
+    runs off)."""
+    from tge_ray.config import config_from_dict, to_dict
+    from tge_ray.errors import TGEError
+
+    try:
+        config = to_dict(config_from_dict(run.config))
+    except (TGEError, TypeError, ValueError):
+        config = run.config  # a config this version cannot read: compare it as written
+    return {key: value for key, value in flat_config(config).items()
+            if not key.startswith(NOT_A_SETTING) and key not in GROUP_KEYS and _uses(key, config)}
+
+
 def run_group(run: RunFolder) -> tuple[str, int, int, str]:
-    """What a row of the collection table is: (offline dataset, N expert trajectories, H, kernel)."""
+    """What a row of the collection table is labelled by: (offline dataset, N, H, kernel)."""
     config = run.config
     task, windows, reward = config.get("task") or {}, config.get("windows") or {}, config.get("reward") or {}
     return (str(task.get("offline", "?")), int(task.get("n_expert_trajs", -1)), int(windows.get("horizon", -1)),
@@ -624,15 +673,38 @@ def mean_std(values: list[float]) -> str:
 
 
 def runs_table(runs: list[RunFolder]) -> Table:
-    """Mean ± std (seeds) of the normalised score per (dataset, N, H, kernel) and method."""
-    groups: dict[tuple[str, int, int, str], list[RunFolder]] = {}
+    """Mean ± std (seeds) of the normalised score per experiment and method.
+
+    Runs are one experiment when they agree on every setting that can change their results
+    (not the seed, run name, storage or resources; the settings of a backbone a run does not
+    train are ignored, so the IQL and ReBRAC runs of one cell stay together). Rows are labelled
+    by (dataset, N, H, kernel); when runs differ in any other setting (a longer RL budget,
+    another reward scale), a column names each row's settings that differ from the most common
+    value among the runs on its dataset, so runs that are not comparable are never averaged
+    together.
+    """
+    settings = {id(run): _settings(run) for run in runs}
+    # The most common value of each setting among the runs on the same offline dataset.
+    common: dict[tuple[str, str], str] = {}
+    by_dataset: dict[str, list[dict[str, str]]] = {}
     for run in runs:
-        groups.setdefault(run_group(run), []).append(run)
+        by_dataset.setdefault(run_group(run)[0], []).append(settings[id(run)])
+    for dataset, members in by_dataset.items():
+        for key in {key for member in members for key in member}:
+            values = [member[key] for member in members if key in member]
+            common[dataset, key] = max(set(values), key=lambda v: (values.count(v), v))
+    groups: dict[tuple[tuple[str, int, int, str], str], list[RunFolder]] = {}
+    for run in runs:
+        label, run_settings = run_group(run), settings[id(run)]
+        differing = ", ".join(f"{key}={json.loads(value)}" for key, value in sorted(run_settings.items())
+                              if value != common[label[0], key])
+        groups.setdefault((label, differing), []).append(run)
     present = {m for run in runs for m in run.results["scores"]}
     methods = [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
-    header = ("dataset", "N", "H", "kernel", *methods, "AUC")
+    show_settings = any(differing for _, differing in groups)
+    header = ("dataset", "N", "H", "kernel", *(("other settings",) if show_settings else ()), *methods, "AUC")
     rows = []
-    for (dataset, n, horizon, kernel), members in sorted(groups.items()):
+    for ((dataset, n, horizon, kernel), differing), members in sorted(groups.items()):
         # A seed's score per method: runs of one seed with two backbones share bc and oracle
         # (the same artifacts), so a method counts once per seed.
         per_method: dict[str, dict[int, float]] = {m: {} for m in methods}
@@ -644,7 +716,7 @@ def runs_table(runs: list[RunFolder]) -> Table:
             auc = (run.results.get("separation") or {}).get("auc")
             if _is_number(auc) and math.isfinite(auc):  # None or NaN where D_mu has no expert data
                 aucs[seed] = float(auc)
-        rows.append((dataset, str(n), str(horizon), kernel,
+        rows.append((dataset, str(n), str(horizon), kernel, *((differing or "-",) if show_settings else ()),
                      *(mean_std(list(per_method[m].values())) for m in methods),
                      f"{np.mean(list(aucs.values())):.3f}" if aucs else "-"))
     return Table(header, tuple(rows))
