@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -236,3 +237,19 @@ def test_sweep_report(finished_sweep, tmp_path, capsys):
     assert "<details><summary>Resolved config, trial" in html_text
     assert _fenced_yaml(md_text)["reward"]["kernel"] == best.kernel
 
+
+def test_rollout_reward_diagnostic(finished_run, tmp_path):
+    """benchmarks/rollout_reward.py labels rollouts with the run's own reward (real env, real index)."""
+    script = [sys.executable, str(REPO / "benchmarks" / "rollout_reward.py")]
+    out = tmp_path / "rollout_reward.json"
+    done = subprocess.run([*script, str(finished_run), "--steps", "20", "--episodes", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert set(record["rollouts"]) == {"zero action", "uniform random action", "tge-iql", "bc", "oracle-iql"}
+    for row in record["rollouts"].values():
+        assert 1 <= row["steps"] <= 20 and math.isfinite(row["tge_reward_mean"])
+    reference = record["reference"]  # D_mu's min-max scaled rewards lie in [0, 1]
+    assert 0.0 <= reference["d_mu_other_mean"] <= 1.0 and 0.0 <= reference["d_mu_expert_mean"] <= 1.0
+    bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
