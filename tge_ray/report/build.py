@@ -680,11 +680,15 @@ def runs_table(runs: list[RunFolder]) -> Table:
     train are ignored, so the IQL and ReBRAC runs of one cell stay together). Rows are labelled
     by (dataset, N, H, kernel); when runs differ in any other setting (a longer RL budget,
     another reward scale), a column names each row's settings that differ from the most common
-    value among the runs on its dataset, so runs that are not comparable are never averaged
-    together.
+    value among the runs on its dataset (a tie goes to the default), so runs that are not
+    comparable are never averaged together.
     """
+    from tge_ray.config import ExperimentConfig, to_dict
+
     settings = {id(run): _settings(run) for run in runs}
-    # The most common value of each setting among the runs on the same offline dataset.
+    defaults = flat_config(to_dict(ExperimentConfig()))
+    # The most common value of each setting among the runs on the same offline dataset; a tie
+    # goes to the default value, so a pair of runs shows what was changed from the default.
     common: dict[tuple[str, str], str] = {}
     by_dataset: dict[str, list[dict[str, str]]] = {}
     for run in runs:
@@ -692,7 +696,7 @@ def runs_table(runs: list[RunFolder]) -> Table:
     for dataset, members in by_dataset.items():
         for key in {key for member in members for key in member}:
             values = [member[key] for member in members if key in member]
-            common[dataset, key] = max(set(values), key=lambda v: (values.count(v), v))
+            common[dataset, key] = max(set(values), key=lambda v: (values.count(v), v == defaults.get(key), v))
     groups: dict[tuple[tuple[str, int, int, str], str], list[RunFolder]] = {}
     for run in runs:
         label, run_settings = run_group(run), settings[id(run)]
