@@ -2,9 +2,9 @@
 
 For each task, D_mu is ``tge/<task>/random-v0`` plus the first N expert trajectories of
 ``tge/<task>/expert-v0``, as ``tge run`` builds it. Observations are standardised with D_mu's
-statistics (as the learners do). For each expert trajectory and each time step t in --steps, the
+statistics, as the windows are. For each expert trajectory and each time step t in --steps, the
 script takes the trajectory's state at t, finds its --neighbours nearest states of D_mu
-(Euclidean, exact), and reports the share of those neighbours that are expert transitions,
+(Euclidean, exact faiss search), and reports the share of those neighbours that are expert transitions,
 averaged over the trajectories.
 
 A share near 0 at a step means that a learner which imitates D_mu there (BC, or IQL/ReBRAC before
@@ -29,34 +29,31 @@ import numpy as np
 
 
 def expert_share(task: str, n_expert: int, steps: list[int], neighbours: int) -> dict:
-    from tge_ray.data.make import make_dataset
-    from tge_ray.data.minari_io import is_local
+    from tge_ray.config import load_config
     from tge_ray.data.task import build_task
+    from tge_ray.pipeline.run import ensure_datasets
+    from tge_ray.reward.knn import build_index
 
-    offline, expert = f"tge/{task}/random-v0", f"tge/{task}/expert-v0"
-    for dataset_id in (offline, expert):
-        if not is_local(dataset_id):
-            make_dataset(dataset_id)
-    lfo = build_task(offline, expert, n_expert)  # D_mu exactly as `tge run` builds it
-    mixed = lfo.mixed
-    states = ((mixed.observations - mixed.observations.mean(0)) / (mixed.observations.std(0) + 1e-3)).astype(np.float32)
-    is_expert = lfo.expert_flags.astype(np.float64)
-    expert_episodes = np.unique(mixed.episode_ids[lfo.expert_flags])
-    starts = {int(e): int(np.flatnonzero(mixed.episode_ids == e)[0]) for e in expert_episodes}
-    lengths = {int(e): int(np.sum(mixed.episode_ids == e)) for e in expert_episodes}
+    cfg = load_config(None, [f"task.offline=tge/{task}/random-v0", f"task.expert=tge/{task}/expert-v0",
+                             f"task.n_expert_trajs={n_expert}"])
+    ensure_datasets(cfg, progress=False)
+    lfo = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos)  # as `tge run`
+    states = lfo.standardize(lfo.mixed.observations)  # D_mu's statistics, as the windows use
+    index = build_index(states, use_gpu=False)  # exact faiss search over every D_mu state
+    _, starts, lengths = np.unique(lfo.mixed.episode_ids, return_index=True, return_counts=True)
+    is_expert_episode = lfo.expert_flags[starts]
+    starts, lengths = starts[is_expert_episode], lengths[is_expert_episode]
     shares = {}
     for t in steps:
-        per_trajectory = []
-        for episode, start in starts.items():
-            if t >= lengths[episode]:
-                continue
-            distances = np.square(states - states[start + t]).sum(1)
-            nearest = np.argpartition(distances, neighbours)[:neighbours]
-            per_trajectory.append(float(is_expert[nearest].mean()))
-        shares[str(t)] = float(np.mean(per_trajectory)) if per_trajectory else None
+        rows = starts[lengths > t] + t  # step t of every expert trajectory that lasts that long
+        if len(rows) == 0:
+            shares[str(t)] = None
+            continue
+        _, nearest = index.kneighbors(states[rows], neighbours)  # (trajectories, neighbours)
+        shares[str(t)] = float(lfo.expert_flags[nearest].mean())
     return {
         "task": task,
-        "n_expert": len(expert_episodes),
+        "n_expert": len(starts),
         "random_transitions": int((~lfo.expert_flags).sum()),
         "expert_transitions": int(lfo.expert_flags.sum()),
         "neighbours": neighbours,
