@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from tge_ray.diffusion.embed import embed_array
     from tge_ray.diffusion.train import load_encoder
     from tge_ray.pipeline.run import eval_environment, expert_index_rows
-    from tge_ray.reward.kernels import RewardScaling, kernel_reward
-    from tge_ray.reward.knn import build_index
+    from tge_ray.reward.kernels import RewardScaling
+    from tge_ray.reward.label import label_array
 
     torch.set_num_threads(1)
     cfg = load_config(args.run_dir / "config.yaml")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos)
     encoder = load_encoder(Path(artifacts["diffusion"]["path"]) / "diffusion.pt")
     with np.load(Path(artifacts["embeddings"]["path"]) / "embeddings.npz") as npz:
-        index = build_index(npz["demos"][expert_index_rows(cfg, task)], use_gpu=False)
+        expert_embeddings = npz["demos"][expert_index_rows(cfg, task)]
     with np.load(Path(artifacts["rewards"]["path"]) / "rewards.npz") as npz:
         d_mu = npz["scaled"]
     scaling = RewardScaling(**results["reward_scaling"])
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     def tge_rewards(observations: np.ndarray) -> np.ndarray:
         windows = Windows(task.standardize(observations), np.zeros(len(observations), np.int64), cfg.windows.horizon)
         embeddings = embed_array(windows.gather(np.arange(len(observations))), encoder, cfg)
-        raw = kernel_reward(index.search(embeddings, cfg.reward.k), cfg.reward.kernel, cfg.reward.sigma)
-        return scaling.apply(raw)
+        return scaling.apply(label_array(embeddings, expert_embeddings, cfg.reward))
 
     env_id, env_kwargs = eval_environment(cfg, task)
     env = gymnasium.make(env_id, **env_kwargs)
