@@ -68,23 +68,24 @@ def test_sweep_killed_then_resumed(tiny_datasets, tmp_path):
         assert (sweep / name).is_file()
 
 
-def test_resume_without_a_sweep_is_one_line(tmp_path):
-    done = subprocess.run(
+def _smoke_sweep_cli(storage: Path, *extra: str) -> subprocess.CompletedProcess:
+    """`tge sweep` on the smoke space in a subprocess (for errors raised before Ray starts)."""
+    return subprocess.run(
         [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
-         "--storage", str(tmp_path), "--resume"],
+         "--storage", str(storage), *extra],
         capture_output=True, text=True, timeout=120,
     )
+
+
+def test_resume_without_a_sweep_is_one_line(tmp_path):
+    done = _smoke_sweep_cli(tmp_path, "--resume")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("tge: error: --resume: no sweep at")
 
 
 def test_grace_period_beyond_the_last_report_is_one_line(tmp_path):
     # smoke: 200 RL steps, an evaluation every 100, one seed: 3 evaluations + the final report
-    done = subprocess.run(
-        [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
-         "--storage", str(tmp_path), "sweep.grace_period=5"],
-        capture_output=True, text=True, timeout=120,
-    )
+    done = _smoke_sweep_cli(tmp_path, "sweep.grace_period=5")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "tge: error: sweep.grace_period=5 is more evaluations than a trial reports "

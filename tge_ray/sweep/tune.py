@@ -133,10 +133,11 @@ def run_sweep(
     settings = base.sweep
     storage = _check_storage(storage or base.storage)
     sweep_path = f"{storage.rstrip('/')}/{space.name}"
-    if settings.grace_period > _max_evaluations(base):
+    reports = _max_evaluations(base)
+    if settings.grace_period > reports:
         raise TGEError(
             f"sweep.grace_period={settings.grace_period} is more evaluations than a trial reports "
-            f"({_max_evaluations(base)}: rl.steps / evaluation.every + 1 per seed, and the final score): lower it"
+            f"({reports}: rl.steps / evaluation.every + 1 per seed, and the final score): lower it"
         )
     if resume and not _has_sweep(sweep_path):
         raise TGEError(f"--resume: no sweep at {sweep_path!r} (start it without --resume first)")
