@@ -672,23 +672,19 @@ def mean_std(values: list[float]) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({len(values)})"
 
 
-def runs_table(runs: list[RunFolder]) -> Table:
-    """Mean ± std (seeds) of the normalised score per experiment and method.
+def experiments(runs: list[RunFolder]) -> dict[tuple[tuple[str, int, int, str], str], list[RunFolder]]:
+    """Runs grouped into experiments, keyed by (row label, the settings that set it apart).
 
     Runs are one experiment when they agree on every setting that can change their results
     (not the seed, run name, storage or resources; the settings of a backbone a run does not
-    train are ignored, so the IQL and ReBRAC runs of one cell stay together). Rows are labelled
-    by (dataset, N, H, kernel); when runs differ in any other setting (a longer RL budget,
-    another reward scale), a column names each row's settings that differ from the most common
-    value among the runs on its dataset (a tie goes to the default), so runs that are not
-    comparable are never averaged together.
+    train are ignored, so the IQL and ReBRAC runs of one cell stay together). The label is
+    (dataset, N, H, kernel); the second part names the run's settings that differ from the most
+    common value among the runs on its dataset (a tie goes to the default), "" when none do.
     """
     from tge_ray.config import ExperimentConfig, to_dict
 
     settings = {id(run): _settings(run) for run in runs}
     defaults = flat_config(to_dict(ExperimentConfig()))
-    # The most common value of each setting among the runs on the same offline dataset; a tie
-    # goes to the default value, so a pair of runs shows what was changed from the default.
     common: dict[tuple[str, str], str] = {}
     by_dataset: dict[str, list[dict[str, str]]] = {}
     for run in runs:
@@ -703,6 +699,16 @@ def runs_table(runs: list[RunFolder]) -> Table:
         differing = ", ".join(f"{key}={json.loads(value)}" for key, value in sorted(run_settings.items())
                               if value != common[label[0], key])
         groups.setdefault((label, differing), []).append(run)
+    return groups
+
+
+def runs_table(runs: list[RunFolder]) -> Table:
+    """Mean ± std (seeds) of the normalised score per experiment (:func:`experiments`) and method.
+
+    Runs that are not comparable are never averaged together: when any row has settings that
+    set it apart, an "other settings" column names them.
+    """
+    groups = experiments(runs)
     present = {m for run in runs for m in run.results["scores"]}
     methods = [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
     show_settings = any(differing for _, differing in groups)
