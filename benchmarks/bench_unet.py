@@ -6,6 +6,11 @@ Measures, after warm-up, for each model size:
 - encoding windows/s at batch 1024: ``TemporalUnet.embed`` (down path + mid blocks only) under
   ``torch.inference_mode``, fp32.
 
+Each size also gets its FLOP bound: the matmul/convolution FLOPs of one window, counted with
+``torch.utils.flop_counter``, against the GFLOP/s of a 256^3 fp32 matmul on the same threads
+(the GEMM speed no implementation beats here). Elementwise work (GroupNorm, Mish, Adam, EMA) is
+not counted, so the real ceiling lies below the bound.
+
 Variants: ``fast`` is the project's network (dense-GEMM convolutions at short lengths, shared
 step features); ``plain`` runs every convolution through ``nn.Conv1d`` as Diffuser does. Both
 have identical parameters. ``--compile`` adds ``torch.compile`` rows (compile time excluded and
@@ -29,6 +34,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench_rl import matmul_gflops  # benchmarks/ is on sys.path when this file runs as a script
 from tge_ray.config import DiffusionConfig
 from tge_ray.diffusion.ddpm import DiffusionTrainerState
 from tge_ray.diffusion.unet import TemporalConv1d, TemporalUnet, count_parameters
@@ -96,6 +104,20 @@ def bench_train(obs_dim, horizon, cfg, batch, steps, repeats, warmup, compile_mo
     return batch / seconds, compile_s
 
 
+def flops_per_window(obs_dim: int, horizon: int, cfg: DiffusionConfig, batch: int = 16) -> tuple[float, float]:
+    """(training step, encoding) matmul + convolution FLOPs per window, counted on one batch."""
+    torch.manual_seed(0)
+    model = TemporalUnet(obs_dim, horizon, cfg)
+    state = DiffusionTrainerState(model, cfg, seed=0)
+    x = torch.randn(batch, horizon, obs_dim)
+    with FlopCounterMode(display=False) as train_count:
+        state.update(x)
+    model.eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as encode_count:
+        model.embed(x)
+    return train_count.get_total_flops() / batch, encode_count.get_total_flops() / batch
+
+
 def bench_encode(obs_dim, horizon, cfg, batch, steps, repeats, warmup, compile_model):
     torch.manual_seed(0)
     model = TemporalUnet(obs_dim, horizon, cfg).eval().requires_grad_(False)
@@ -140,9 +162,18 @@ def main() -> None:
         args.repeats, args.train_steps, args.encode_steps = 1, 2, 2
     warmup = 3
     load_before = os.getloadavg()
+    gflops = matmul_gflops(args.repeats)
+    print(f"256^3 matmul: {gflops:.0f} GFLOP/s with {args.threads} threads")
     rows = []
     for label, obs_dim, horizon, cfg in sizes:
         params = count_parameters(TemporalUnet(obs_dim, horizon, cfg))
+        train_flops, encode_flops = flops_per_window(obs_dim, horizon, cfg)
+        flop_bound = {
+            "train_mflop_per_window": round(train_flops / 1e6, 2),
+            "encode_mflop_per_window": round(encode_flops / 1e6, 2),
+            "train_flop_bound_windows_per_s": round(gflops * 1e9 / train_flops, 1),
+            "encode_flop_bound_windows_per_s": round(gflops * 1e9 / encode_flops, 1),
+        }
         for variant in args.variants.split(","):
             for compiled in ([False, True] if args.compile else [False]):
                 ctx = plain_convolutions() if variant == "plain" else contextmanager(lambda: (yield))()
@@ -157,6 +188,7 @@ def main() -> None:
                     "size": label, "variant": variant + ("+compile" if compiled else ""),
                     "parameters": params, "train_batch": train_batch, "encode_batch": encode_batch,
                     "train_windows_per_s": round(train, 1), "encode_windows_per_s": round(encode, 1),
+                    **flop_bound,
                 }
                 if compiled:
                     row["warmup_with_compile_s"] = {"train": round(train_compile_s, 1),
@@ -167,10 +199,12 @@ def main() -> None:
     load_after = os.getloadavg()
 
     print()
-    print(f"{'size':<62} {'variant':<14} {'train w/s':>10} {'encode w/s':>11}")
+    print(f"{'size':<62} {'variant':<14} {'train w/s':>10} {'(bound)':>8} {'encode w/s':>11} {'(bound)':>8}")
     for row in rows:
         print(f"{row['size']:<62} {row['variant']:<14} {row['train_windows_per_s']:>10.0f} "
-              f"{row['encode_windows_per_s']:>11.0f}")
+              f"{row['train_flop_bound_windows_per_s']:>8.0f} {row['encode_windows_per_s']:>11.0f} "
+              f"{row['encode_flop_bound_windows_per_s']:>8.0f}")
+    print(f"bound = {gflops:.0f} GFLOP/s (256^3 fp32 matmul) / counted matmul+conv FLOPs per window")
     print(f"reference (Diffuser impl., 2 cores): train {REFERENCE['train_windows_per_s']}, "
           f"encode {REFERENCE['encode_windows_per_s']}; targets: train {TARGET['train_windows_per_s']}, "
           f"encode {TARGET['encode_windows_per_s']}")
@@ -186,6 +220,7 @@ def main() -> None:
                    "under inference_mode, fp32"),
         "reference": REFERENCE,
         "target": TARGET,
+        "matmul_256_gflops": round(gflops, 1),
         "rows": rows,
         "command": " ".join(["benchmarks/bench_unet.py", *__import__("sys").argv[1:]]),
     }

@@ -129,6 +129,7 @@ def summary_rows(details: dict[str, Any]) -> list[dict[str, Any]]:
                     and r["name"].startswith("tge_ray")), default=None)
         ref = _get(rl, "reference", algo) or {}
         add(label, ours, "1/s", ref.get("updates_per_s"), ref.get("target"))
+        add(f"{label}, fp32 FLOP bound", _get(rl, "flop_bound_updates_per_s", algo), "1/s")
     unet = details.get("unet", {})
     for prefix, label in (("reference", "U-Net reference size"), ("tge run default", "U-Net tge run default")):
         row = next((r for r in unet.get("rows", []) if r["size"].startswith(prefix) and r["variant"] == "fast"), None)
@@ -139,6 +140,9 @@ def summary_rows(details: dict[str, Any]) -> list[dict[str, Any]]:
         add(f"{label}: encoding", row and row["encode_windows_per_s"], "windows/s",
             _get(unet, "reference", "encode_windows_per_s") if is_ref else None,
             _get(unet, "target", "encode_windows_per_s") if is_ref else None)
+        if is_ref:
+            add(f"{label}: training, fp32 FLOP bound", row and row.get("train_flop_bound_windows_per_s"), "windows/s")
+            add(f"{label}: encoding, fp32 FLOP bound", row and row.get("encode_flop_bound_windows_per_s"), "windows/s")
     reward = details.get("reward", {})
     add("Reward labelling, Ray Data", _get(reward, "labelling", "rows", "Ray Data label_rewards", "rows_per_s"), "rows/s")
     add("Reward labelling, raw faiss", _get(reward, "labelling", "rows", "raw faiss", "rows_per_s"), "rows/s")
