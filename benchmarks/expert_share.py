@@ -37,7 +37,8 @@ def expert_share(task: str, n_expert: int, steps: list[int], neighbours: int) ->
     cfg = load_config(None, [f"task.offline=tge/{task}/random-v0", f"task.expert=tge/{task}/expert-v0",
                              f"task.n_expert_trajs={n_expert}"])
     ensure_datasets(cfg, progress=False)
-    lfo = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos)  # as `tge run`
+    lfo = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos,
+                     demos=cfg.task.demos)  # as `tge run`
     states = lfo.standardize(lfo.mixed.observations)  # D_mu's statistics, as the windows use
     index = build_index(states, use_gpu=False)  # exact faiss search over every D_mu state
     _, starts, lengths = np.unique(lfo.mixed.episode_ids, return_index=True, return_counts=True)

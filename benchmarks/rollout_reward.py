@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = load_config(args.run_dir / "config.yaml")
     artifacts = results["artifacts"]
-    task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos)
+    task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos,
+                      demos=results["task"].get("demos", "next"))  # runs before task.demos existed used "next"
     encoder = load_encoder(Path(artifacts["diffusion"]["path"]) / "diffusion.pt")
     with np.load(Path(artifacts["embeddings"]["path"]) / "embeddings.npz") as npz:
         expert_embeddings = npz["demos"][expert_index_rows(cfg, task)]

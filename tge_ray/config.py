@@ -52,9 +52,13 @@ class TaskConfig:
         offline: Minari id of the suboptimal dataset that forms D_mu (e.g. ``tge/hopper/random-v0``
             or ``mujoco/hopper/medium-v0``).
         expert: Minari id of the expert dataset. Its first ``n_expert_trajs`` episodes are mixed
-            into D_mu; the next ``n_demos`` episodes (disjoint from those) form D_E.
+            into D_mu; ``n_demos`` other episodes (see ``demos``) form D_E.
         n_expert_trajs: N, expert episodes mixed into D_mu (0 = disjoint support).
         n_demos: M, expert episodes whose observations form D_E (>= 1).
+        demos: which expert episodes form D_E. ``last`` (default): the dataset's last M
+            episodes, so every N of a task sees the same demos; needs N + M <= the episodes.
+            ``next``: episodes N..N+M-1, right after the mixed-in ones, so the demo changes
+            with N (the protocol before this option; runs whose config.yaml lacks the key used it).
         download: allow downloading Minari datasets that are not local (needs a reachable host).
         make_missing: make ``tge/*`` datasets with ``tge data make`` on first use when missing.
     """
@@ -63,6 +67,7 @@ class TaskConfig:
     expert: str = "tge/hopper/expert-v0"
     n_expert_trajs: int = 30
     n_demos: int = 1
+    demos: Literal["last", "next"] = "last"
     download: bool = False
     make_missing: bool = True
 

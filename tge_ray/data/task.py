@@ -2,9 +2,11 @@
 
 D_mu = every episode of the suboptimal dataset, then the first N episodes of the expert
 dataset, with a per-transition flag saying which rows came from the expert (diagnostics only:
-nothing trains on it). D_E = the observations of the next M expert episodes (episodes N..N+M-1),
-so the demos are never among the episodes mixed into D_mu. Observations are standardised with
-D_mu's mean and std (a feature with std below 1e-6 is only centred).
+nothing trains on it). D_E = the observations of M other expert episodes, never among those
+mixed into D_mu: by default (``demos="last"``) the expert dataset's last M episodes, so every N
+of a task is compared on the same demos; ``demos="next"`` takes episodes N..N+M-1 instead, which
+changes the demo with N. Observations are standardised with D_mu's mean and std (a feature with
+std below 1e-6 is only centred).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ class LfOTask:
         mixed: D_mu as a :class:`FlatDataset` (its true rewards serve only the oracle and reports)
         expert_flags: (N_mu,) bool, True for rows from the expert dataset
         demo_observations: (N_E, obs_dim) float32 states of D_E
-        demo_episode_ids: (N_E,) int64
+        demo_episode_ids: (N_E,) int64, 0..M-1
+        demo_expert_episodes: the expert dataset's episode indices that form D_E
         obs_mean, obs_std: (obs_dim,) float32, from D_mu
     """
 
@@ -33,10 +36,12 @@ class LfOTask:
     expert_id: str
     n_expert_trajs: int
     n_demos: int
+    demos: str
     mixed: FlatDataset
     expert_flags: np.ndarray
     demo_observations: np.ndarray
     demo_episode_ids: np.ndarray
+    demo_expert_episodes: tuple[int, ...]
     obs_mean: np.ndarray
     obs_std: np.ndarray
 
@@ -50,6 +55,8 @@ class LfOTask:
             "expert": self.expert_id,
             "n_expert_trajs": self.n_expert_trajs,
             "n_demos": self.n_demos,
+            "demos": self.demos,
+            "demo_episodes": [int(e) for e in self.demo_expert_episodes],
             "mixed_transitions": self.mixed.n_transitions,
             "mixed_episodes": self.mixed.n_episodes,
             "expert_transitions_in_mixed": int(self.expert_flags.sum()),
@@ -75,8 +82,15 @@ def _same_space(offline: FlatDataset, expert: FlatDataset) -> None:
         )
 
 
-def mix_task(offline: FlatDataset, expert: FlatDataset, n_expert_trajs: int, n_demos: int) -> LfOTask:
+DEMO_CHOICES = ("last", "next")
+
+
+def mix_task(
+    offline: FlatDataset, expert: FlatDataset, n_expert_trajs: int, n_demos: int, demos: str = "last"
+) -> LfOTask:
     """Build the task from two opened datasets (see the module docstring for the protocol)."""
+    if demos not in DEMO_CHOICES:
+        raise DataError(f"task.demos={demos!r} is not allowed: use one of {', '.join(DEMO_CHOICES)}")
     if n_demos < 1:
         raise DataError(f"task.n_demos={n_demos} is not allowed: D_E needs at least one demo (>= 1)")
     if n_expert_trajs < 0:
@@ -91,7 +105,8 @@ def mix_task(offline: FlatDataset, expert: FlatDataset, n_expert_trajs: int, n_d
             "or make a larger expert dataset"
         )
     mixed_rows = _episode_rows(expert, 0, n_expert_trajs)
-    demo_rows = _episode_rows(expert, n_expert_trajs, n_expert_trajs + n_demos)
+    first_demo = available - n_demos if demos == "last" else n_expert_trajs
+    demo_rows = _episode_rows(expert, first_demo, first_demo + n_demos)
 
     def join(name: str) -> np.ndarray:
         return np.concatenate([getattr(offline, name), getattr(expert, name)[mixed_rows]])
@@ -129,17 +144,20 @@ def mix_task(offline: FlatDataset, expert: FlatDataset, n_expert_trajs: int, n_d
         expert_id=expert.dataset_id,
         n_expert_trajs=n_expert_trajs,
         n_demos=n_demos,
+        demos=demos,
         mixed=mixed,
         expert_flags=expert_flags,
         demo_observations=np.ascontiguousarray(expert.observations[demo_rows]),
         demo_episode_ids=demo_ids - demo_ids[0],
+        demo_expert_episodes=tuple(range(first_demo, first_demo + n_demos)),
         obs_mean=obs_mean,
         obs_std=obs_std,
     )
 
 
 def build_task(
-    offline: str, expert: str, n_expert_trajs: int, n_demos: int = 1, download: bool = False
+    offline: str, expert: str, n_expert_trajs: int, n_demos: int = 1, download: bool = False,
+    demos: str = "last",
 ) -> LfOTask:
     """Open both datasets by Minari id and build the LfO task."""
     return mix_task(
@@ -147,4 +165,5 @@ def build_task(
         open_dataset(expert, download=download),
         n_expert_trajs,
         n_demos,
+        demos,
     )

@@ -216,6 +216,8 @@ def embedding_stage(
         "n_demos": cfg.task.n_demos,
         "format": ARTIFACT_FORMAT,
     }
+    if cfg.task.demos != "next":  # artifacts made before task.demos existed used "next" and keep their keys
+        deps["demos"] = cfg.task.demos
 
     def build(folder: Path) -> dict[str, Any]:
         checkpoint = diffusion.path / "diffusion.pt"
@@ -435,7 +437,8 @@ def _run_stages(
     # 1. data
     _say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
     ensure_datasets(cfg, progress)
-    task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos, cfg.task.download)
+    task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos, cfg.task.download,
+                      demos=cfg.task.demos)
     # 2. windows (standardised with D_mu's statistics)
     _say(progress, f"[2/6] windows: H={horizon}, {task.mixed.n_transitions} in D_mu, {len(task.demo_observations)} in D_E")
     mixed_windows = Windows(task.standardize(task.mixed.observations), task.mixed.episode_ids, horizon)

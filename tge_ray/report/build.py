@@ -233,7 +233,8 @@ def _transition_returns(task: dict[str, Any], n_rows: int) -> tuple[np.ndarray |
     try:
         from tge_ray.data.task import build_task
 
-        rebuilt = build_task(task["offline"], task["expert"], int(task["n_expert_trajs"]), int(task["n_demos"]))
+        rebuilt = build_task(task["offline"], task["expert"], int(task["n_expert_trajs"]), int(task["n_demos"]),
+                             demos=task.get("demos", "next"))
     except Exception as exc:  # an optional colouring: failing to open the data only drops it
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"episode returns not shown (datasets not opened: {reason})"
@@ -646,14 +647,18 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
 def _settings(run: RunFolder) -> dict[str, str]:
     """The settings that can change the run's results, as dotted keys, with today's defaults
     filled in for keys that its config.yaml predates (a new config field does not split older
-    runs off)."""
+    runs off). The exception is ``task.demos``, whose default changed when it was added: a
+    config.yaml without it ran with ``next``."""
     from tge_ray.config import config_from_dict, to_dict
     from tge_ray.errors import TGEError
 
+    written = run.config
+    if isinstance(written.get("task"), dict) and "demos" not in written["task"]:
+        written = {**written, "task": {**written["task"], "demos": "next"}}  # the choice before task.demos existed
     try:
-        config = to_dict(config_from_dict(run.config))
+        config = to_dict(config_from_dict(written))
     except (TGEError, TypeError, ValueError):
-        config = run.config  # a config this version cannot read: compare it as written
+        config = written  # a config this version cannot read: compare it as written
     return {key: value for key, value in flat_config(config).items()
             if not key.startswith(NOT_A_SETTING) and key not in GROUP_KEYS and _uses(key, config)}
 
