@@ -166,9 +166,12 @@ def test_folder_of_runs_is_one_table_over_seeds(finished_run, tmp_path, capsys):
     assert finished_run.name in text and "data:image" not in (out / "report.html").read_text()
 
 
+_DROP = object()  # a _copy_run change that removes the key, as in a config.yaml older than it
+
+
 def _copy_run(run_dir: Path, folder: Path, name: str, changes: dict) -> Path:
     """A copy of a real run folder with some settings (dotted keys) changed in its config
-    (results.json's, which the report reads, and config.yaml)."""
+    (results.json's, which the report reads, and config.yaml); ``_DROP`` removes one."""
     copy = folder / name
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
     results = json.loads((copy / "results.json").read_text())
@@ -177,7 +180,10 @@ def _copy_run(run_dir: Path, folder: Path, name: str, changes: dict) -> Path:
         section = results["config"]
         for parent in parents:
             section = section[parent]
-        section[key] = value
+        if value is _DROP:
+            del section[key]
+        else:
+            section[key] = value
     (copy / "results.json").write_text(json.dumps(results))
     (copy / "config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
     return copy
@@ -200,6 +206,21 @@ def test_folder_of_runs_averages_seeds_but_never_other_settings(finished_run, tm
     (longer,) = [row for row in rows if "rl.steps=9999" in row]
     assert "(2)" in averaged and "(1)" in longer and "rebrac" not in averaged
     assert "| other settings |" in text
+
+
+def test_runs_older_than_task_demos_are_told_apart(finished_run, tmp_path, capsys):
+    """A config.yaml without task.demos ran with the demos after the mixed-in episodes ("next"),
+    not with today's default ("last"): such runs get their own row."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _copy_run(finished_run, runs, "today", {"seed": 0})
+    _copy_run(finished_run, runs, "older", {"seed": 1, "task.demos": _DROP})
+    code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
+            if line.startswith("| test/hopper/random-v0 ")]
+    assert len(rows) == 2, rows
+    assert sum("task.demos=next" in row for row in rows) == 1, rows
 
 
 def test_corrupt_results_json(finished_run, tmp_path, capsys):
