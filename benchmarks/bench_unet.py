@@ -33,7 +33,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench_rl import matmul_gflops  # benchmarks/ is on sys.path when this file runs as a script
