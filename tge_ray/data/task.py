@@ -12,6 +12,7 @@ std below 1e-6 is only centred).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -83,6 +84,12 @@ def _same_space(offline: FlatDataset, expert: FlatDataset) -> None:
 
 
 DEMO_CHOICES = ("last", "next")
+DEMOS_BEFORE_THE_OPTION = "next"  # what a run whose config or results.json lacks task.demos used
+
+
+def demos_of(task_section: dict[str, Any]) -> str:
+    """``demos`` of a config's ``task`` section or a results.json task summary, older runs included."""
+    return str(task_section.get("demos", DEMOS_BEFORE_THE_OPTION))
 
 
 def mix_task(

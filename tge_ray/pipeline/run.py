@@ -33,7 +33,7 @@ import numpy as np
 
 from tge_ray.config import ExperimentConfig, dump_config, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
-from tge_ray.data.task import LfOTask, build_task
+from tge_ray.data.task import DEMOS_BEFORE_THE_OPTION, LfOTask, build_task
 from tge_ray.data.windows import Windows, complete_windows, to_ray_dataset
 from tge_ray.errors import ConfigError, DataError, TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
@@ -216,7 +216,7 @@ def embedding_stage(
         "n_demos": cfg.task.n_demos,
         "format": ARTIFACT_FORMAT,
     }
-    if cfg.task.demos != "next":  # artifacts made before task.demos existed used "next" and keep their keys
+    if cfg.task.demos != DEMOS_BEFORE_THE_OPTION:  # artifacts made before task.demos existed keep their keys
         deps["demos"] = cfg.task.demos
 
     def build(folder: Path) -> dict[str, Any]:

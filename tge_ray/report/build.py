@@ -231,10 +231,10 @@ def expert_flags_from_summary(task: dict[str, Any]) -> np.ndarray:
 def _transition_returns(task: dict[str, Any], n_rows: int) -> tuple[np.ndarray | None, str | None]:
     """Each D_mu transition's episode return, rebuilt from the datasets (opened, never downloaded)."""
     try:
-        from tge_ray.data.task import build_task
+        from tge_ray.data.task import build_task, demos_of
 
         rebuilt = build_task(task["offline"], task["expert"], int(task["n_expert_trajs"]), int(task["n_demos"]),
-                             demos=task.get("demos", "next"))
+                             demos=demos_of(task))
     except Exception as exc:  # an optional colouring: failing to open the data only drops it
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"episode returns not shown (datasets not opened: {reason})"
@@ -650,11 +650,12 @@ def _settings(run: RunFolder) -> dict[str, str]:
     runs off). The exception is ``task.demos``, whose default changed when it was added: a
     config.yaml without it ran with ``next``."""
     from tge_ray.config import config_from_dict, to_dict
+    from tge_ray.data.task import demos_of
     from tge_ray.errors import TGEError
 
     written = run.config
-    if isinstance(written.get("task"), dict) and "demos" not in written["task"]:
-        written = {**written, "task": {**written["task"], "demos": "next"}}  # the choice before task.demos existed
+    if isinstance(written.get("task"), dict):  # an older config.yaml without task.demos ran with "next"
+        written = {**written, "task": {**written["task"], "demos": demos_of(written["task"])}}
     try:
         config = to_dict(config_from_dict(written))
     except (TGEError, TypeError, ValueError):
