@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from bench_rl import matmul_gflops  # benchmarks/ is on sys.path when this file runs as a script
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench_rl import matmul_gflops  # benchmarks/ is on sys.path when this file runs as a script
 from tge_ray.config import DiffusionConfig
 from tge_ray.diffusion.ddpm import DiffusionTrainerState
 from tge_ray.diffusion.unet import TemporalConv1d, TemporalUnet, count_parameters

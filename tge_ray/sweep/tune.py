@@ -167,7 +167,7 @@ def run_sweep(
                 time_attr=TIME_ATTR,
                 metric=METRIC,
                 mode="max",
-                max_t=_max_evaluations(base),
+                max_t=reports,
                 grace_period=settings.grace_period,
                 reduction_factor=settings.reduction_factor,
             )
