@@ -43,6 +43,7 @@ def test_resolved_config_round_trips(tmp_path):
         ("reward.k=two", "expected an integer"),
         ("methods=[tge,gail]", "drawn from"),
         ("nonsense", "must look like key.sub=value"),
+        ("resources.compile=fast", "resources.compile='fast' is not allowed: expected one of 'auto', True, False"),
     ],
 )
 def test_bad_values_name_field_value_and_rule(override, message):

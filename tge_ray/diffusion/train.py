@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tge_ray.accel import compile_model
 from tge_ray.config import DiffusionConfig, ExperimentConfig, to_dict
 from tge_ray.diffusion.ddpm import DiffusionTrainerState
 from tge_ray.diffusion.unet import TemporalUnet
@@ -131,6 +132,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # 2. Model (DDP when several workers), EMA, optimiser, RNG.
     model = ray.train.torch.prepare_model(TemporalUnet(obs_dim, horizon, cfg))
+    model = compile_model(model, config.get("compile", False), device, context.get_world_size())
     # Rank 0 draws exactly what an in-process run with this seed draws; others their own stream.
     state = DiffusionTrainerState(model, cfg, seed=seed + 100_003 * rank, device=device)
     losses: list[tuple[int, float]] = []
@@ -281,6 +283,7 @@ def train_diffusion(
         "horizon": horizon,
         "seed": cfg.seed,
         "torch_threads": cfg.resources.torch_threads,
+        "compile": cfg.resources.compile,
         "log_every": max(1, min(50, cfg.diffusion.steps // 20)),
         "progress": sink,
         "_fail_at_step": _fail_at_step,

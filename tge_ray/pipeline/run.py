@@ -313,7 +313,13 @@ def policy_stage(
     progress: bool,
     report: Any = None,
 ) -> Artifact:
-    """Train and evaluate one method; TGE depends on the reward artifact, BC/oracle do not."""
+    """Train and evaluate one method; TGE depends on the reward artifact, BC/oracle do not.
+
+    The learner trains on this process's GPU when it has one and ``resources.use_gpu`` allows
+    it (compiled as ``resources.compile`` says), on the CPU otherwise; the device does not
+    enter the artifact key, like the other resources.
+    """
+    from tge_ray.accel import compile_mode, local_device
     from tge_ray.rl.train import resolve_method, train_policy
 
     learner = resolve_method(method, cfg.rl)
@@ -348,6 +354,8 @@ def policy_stage(
             "them (make it with `tge data make`, or use a Minari dataset that stores them)"
         )
 
+    device = local_device(cfg.resources.use_gpu)
+
     def build(folder: Path) -> dict[str, Any]:
         result = train_policy(
             method,
@@ -362,6 +370,8 @@ def policy_stage(
             out_dir=folder,
             progress=progress,
             report=report,
+            device=device,
+            compile=compile_mode(cfg.resources.compile, device) or False,
         )
         with open(folder / "metrics.jsonl", "w") as handle:
             for row in result.metrics:
@@ -373,6 +383,7 @@ def policy_stage(
             "eval_history": result.eval_history,
             "steps": result.steps,
             "seconds": result.seconds,
+            "device": device,
         }
 
     return store.get_or_build(f"policy-{method}", deps, build)

@@ -77,7 +77,7 @@ class Learner:
         total_steps: int,
         device: str = "cpu",
         seed: int = 0,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         self.obs_dim, self.act_dim, self.device = obs_dim, act_dim, device
         self.compile = compile
@@ -102,9 +102,12 @@ class Learner:
         """``torch.compile`` the pure loss computation (forward + its backward graph) when asked.
 
         Only losses are compiled: optimiser steps, schedules and the step counter stay eager, so
-        no Python integer ends up guarded and nothing recompiles as training advances.
+        no Python integer ends up guarded and nothing recompiles as training advances. A string
+        is the ``torch.compile`` mode (``"reduce-overhead"`` replays CUDA graphs on a GPU).
         """
-        return torch.compile(fn, dynamic=False) if self.compile else fn
+        if not self.compile:
+            return fn
+        return torch.compile(fn, dynamic=False, mode=self.compile if isinstance(self.compile, str) else None)
 
     def _make_policy(self, hidden: int, n_layers: int, **kwargs: Any) -> TanhPolicy:
         return TanhPolicy(self.obs_dim, self.act_dim, hidden, n_layers, self.obs_mean, self.obs_std,
@@ -194,14 +197,14 @@ def make_learner(
     seed: int = 0,
     *,
     reward_range: tuple[float, float] | None = None,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> Learner:
     """Build a learner: ``iql`` (also the oracle: pass the true rewards), ``rebrac`` or ``bc``.
 
     ``reward_range`` (min, max of the training rewards) feeds ReBRAC's adaptive BC weight;
     ``None`` assumes rewards already scaled to [0, 1] (``reward.scale=minmax``). ``compile``
     runs the loss computations through ``torch.compile`` (see ``benchmarks/rl.json`` for what
-    it gains; it costs a compilation at the first updates).
+    it gains; it costs a compilation at the first updates); a string names the compile mode.
     """
     common = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=action_low, action_high=action_high,
                   obs_mean=obs_mean, obs_std=obs_std, total_steps=rl_cfg.steps, device=device, seed=seed,

@@ -119,14 +119,15 @@ def train_policy(
     log_every: int | None = None,
     use_ray: bool | None = None,
     eval_num_cpus: float = 1.0,
-    compile: bool = False,
+    compile: bool | str = False,
 ) -> PolicyResult:
     """Train ``method`` (``iql``/``rebrac``/``bc``, or ``tge``/``oracle``) and evaluate it.
 
     ``report({"step", "score"})`` is called once per evaluation, in step order, when its result
     arrives (for Tune's ASHA). ``use_ray=None`` evaluates in Ray tasks when Ray is initialised
     and inline otherwise. ``log_every`` defaults to steps/200 clamped to [1, 1000]. ``compile``
-    runs the learner's losses through ``torch.compile`` (pays on long runs; see bench_rl).
+    runs the learner's losses through ``torch.compile`` (pays on long runs; see bench_rl); a
+    string names the mode (``reduce-overhead`` on GPUs: CUDA graphs).
     """
     learner_name = resolve_method(method, rl_cfg)
     out_dir = Path(out_dir)

@@ -1,0 +1,53 @@
+"""tge_ray.accel: which device the RL stage takes and when the training loops are compiled."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from tge_ray.accel import compile_mode, compile_model, cuda_graphs_usable_here, local_device
+
+
+def in_new_thread(fn):
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(value=fn()))
+    worker.start()
+    worker.join()
+    return out["value"]
+
+
+def test_compile_setting_on_cpu():
+    assert compile_mode(False, "cpu") is None
+    assert compile_mode("auto", "cpu") is None  # auto compiles on GPUs only
+    assert compile_mode(True, "cpu") == "default"
+
+
+def test_cuda_graphs_belong_to_the_thread_that_took_them_first():
+    # The graph trees' state lives in the thread-local storage of the first thread that imports
+    # them (here: this one); another thread must not be offered CUDA graphs, or its first
+    # compiled call fails an assertion inside torch (seen on an H200, benchmarks/gpu-h200).
+    assert cuda_graphs_usable_here()
+    assert compile_mode("auto", "cuda") == "reduce-overhead"
+    assert not in_new_thread(cuda_graphs_usable_here)
+    assert in_new_thread(lambda: compile_mode("auto", "cuda")) is None  # eager, not a crash
+    assert in_new_thread(lambda: compile_mode(True, "cuda")) == "default"
+    assert in_new_thread(lambda: compile_mode(False, "cuda")) is None
+
+
+def test_compile_model_leaves_ddp_and_eager_alone():
+    model = torch.nn.Linear(2, 2)
+    assert compile_model(model, False, "cpu") is model
+    assert compile_model(model, "auto", "cpu") is model
+    assert compile_model(model, True, "cpu", world_size=2) is model
+    compiled = compile_model(model, True, "cpu")
+    assert compiled is not model and compiled._orig_mod is model
+
+
+@pytest.mark.parametrize(("use_gpu", "has_gpu", "expected"), [
+    ("auto", False, "cpu"), ("auto", True, "cuda"), (True, True, "cuda"), (False, True, "cpu"),
+])
+def test_rl_stage_device(monkeypatch, use_gpu, has_gpu, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: has_gpu)
+    assert local_device(use_gpu) == expected

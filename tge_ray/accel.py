@@ -1,0 +1,66 @@
+"""Where a stage runs and whether it is compiled: one rule for the diffusion and RL stages."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+def cuda_graphs_usable_here() -> bool:
+    """Whether ``torch.compile(mode="reduce-overhead")`` can replay CUDA graphs in this thread.
+
+    torch's CUDA graph trees keep their state in the thread-local storage of the thread that
+    first imported ``torch._inductor.cudagraph_trees``; any other thread fails an assertion at
+    the first compiled call (seen on an H200 with torch 2.11: ``benchmarks/gpu-h200``). Ray
+    runs Train loops and Tune trials in threads, so the compiled stages ask this first: the
+    import below sets the key when this is the first thread, and the check reads it.
+    """
+    try:
+        import torch._inductor.cudagraph_trees  # noqa: F401
+
+        return bool(torch._C._is_key_in_tls("tree_manager_containers"))
+    except Exception:  # noqa: BLE001 - any failure here means: do not use CUDA graphs
+        return False
+
+
+def compile_mode(setting: str | bool, device: torch.device | str) -> str | None:
+    """The ``torch.compile`` mode for ``resources.compile`` on ``device``; None means eager.
+
+    ``auto`` compiles only on CUDA and only with CUDA graphs (mode ``reduce-overhead``): a
+    training step of these small networks is bound by kernel launches, which graphs remove;
+    without them (another thread holds the graph state) compiled steps measured no faster, so
+    ``auto`` stays eager there. ``True`` compiles everywhere (``default`` mode where graphs
+    are out), ``False`` nowhere.
+    """
+    if setting is False:
+        return None
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu and cuda_graphs_usable_here():
+        return "reduce-overhead"
+    if setting == "auto":
+        if on_gpu:
+            logger.info("resources.compile=auto: CUDA graphs belong to another thread here; running eager")
+        return None
+    return "default"
+
+
+def local_device(use_gpu: str | bool) -> str:
+    """``cuda`` when ``resources.use_gpu`` allows it and this process sees a GPU, else ``cpu``.
+
+    Ray sets ``CUDA_VISIBLE_DEVICES`` for the processes it places (a Tune trial with
+    ``sweep.gpus_per_trial`` > 0 sees its GPU, one with 0 sees none), so this is the GPU the
+    scheduler gave this process, not a guess about the cluster.
+    """
+    return "cuda" if use_gpu is not False and torch.cuda.is_available() else "cpu"
+
+
+def compile_model(model: Any, setting: str | bool, device: torch.device | str, world_size: int = 1) -> Any:
+    """``model`` compiled as :func:`compile_mode` says; several (DDP) workers stay eager."""
+    mode = compile_mode(setting, device)
+    if mode is None or world_size > 1:
+        return model
+    return torch.compile(model, mode=mode)
