@@ -14,7 +14,9 @@ each script's JSON also lands in its usual file (``benchmarks/rl.json`` ...; not
 ``--smoke-test``, and not ``unet.json``, whose full table has more sizes and variants), then it prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions,
 thread counts, every script's own JSON under ``details``). The machine name defaults to the CPU
 count and model (``cpu2-intel-xeon-processor``); torch's CUDA device, when there is one, is
-recorded, but the figures are CPU figures: the scripts time CPU code.
+recorded, but the figures are CPU figures: the scripts time CPU code. GPU figures and checks
+come from ``benchmarks/gpu.sh`` (``bench_rl.py``/``bench_unet.py --device cuda`` and
+``check_gpu.py``; an H200's are in ``benchmarks/gpu-h200``).
 
     .venv/bin/python benchmarks/run.py                  # about 20 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --sweep          # + the sweep benchmark (about 10 more)
