@@ -6,8 +6,9 @@
 # For each task in {hopper, halfcheetah, walker2d}, N in {200, 30, 0} expert trajectories mixed
 # into tge/<task>/random-v0, one demo, and each seed: `tge run` with IQL as the TGE backbone
 # (TGE-IQL, BC on all data, oracle-reward IQL), then `tge run` with ReBRAC (TGE-ReBRAC only; it
-# reuses the diffusion model, embeddings and rewards). Then two ablations on hopper, N = 30:
-# H = 1 against the default H = 32, and the gaussian against the default log kernel.
+# reuses the diffusion model, embeddings and rewards). Then two ablations on hopper and on
+# walker2d, N = 30: H = 1 against the default H = 32, and the gaussian against the default log
+# kernel.
 # LANES runs go at once (each a local Ray with torch_threads=1). Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -34,7 +35,7 @@ cell() {  # task N seed: the IQL run (tge, bc, oracle), then the ReBRAC run (tge
   tge run -q "${data[@]}" "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-rebrac-s$seed" \
     rl.backbone=rebrac 'methods=[tge]'
 }
-ablation() {  # name override...: hopper N=30, TGE-IQL only
+ablation() {  # name seed override...: N=30, TGE-IQL only (hopper unless the overrides name a task)
   local name=$1 seed=$2; shift 2
   tge run -q task.n_expert_trajs=30 "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$name-s$seed" \
     'methods=[tge]' "$@"
@@ -49,6 +50,9 @@ for seed in $SEEDS; do
     for n in 200 30 0; do jobs+=("cell $task $n $seed"); done
   done
   jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
+  walker="task.offline=tge/walker2d/random-v0 task.expert=tge/walker2d/expert-v0"
+  jobs+=("ablation walker2d-N30-H1 $seed $walker windows.horizon=1"
+         "ablation walker2d-N30-gaussian $seed $walker reward.kernel=gaussian")
 done
 # bash functions do not see arrays through export: rebuild BUDGET in each job from the string
 printf '%s\n' "${jobs[@]}" | xargs -P "$LANES" -I{} bash -c 'BUDGET=($BUDGET_STR); {}'
