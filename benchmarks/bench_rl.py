@@ -11,7 +11,8 @@ matmul, whose GFLOP/s bound what any implementation can reach here. Each measure
 best of ``--repeats`` timed windows. With ``--device cuda`` everything (baseline, learners,
 batches, matmul) runs on the GPU and each window ends with a device synchronisation. The learners
 run in fp32 there (no TF32, no autocast): at 256-wide layers and batch 256-1024 a step is bound by
-kernel launches, not arithmetic, which is what ``--compile`` (fused kernels) addresses.
+kernel launches, not arithmetic, which ``--compile reduce-overhead`` (CUDA graphs) addresses; the
+default compile mode gained little there (``benchmarks/gpu-h200``).
 """
 
 from __future__ import annotations
