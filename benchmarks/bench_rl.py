@@ -58,7 +58,7 @@ def random_transitions(n: int = 100_000, seed: int = 0) -> Transitions:
                        np.roll(obs, -1, axis=0), (rng.uniform(size=n) < 0.001).astype(np.float32))
 
 
-def sync(device: str) -> None:
+def sync(device: str | torch.device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 

@@ -36,11 +36,11 @@ import json
 import os
 import platform
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-from bench_rl import matmul_gflops  # benchmarks/ is on sys.path when this file runs as a script
+from bench_rl import matmul_gflops, sync  # benchmarks/ is on sys.path when this file runs as a script
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -64,15 +64,10 @@ def plain_convolutions():
         TemporalConv1d.forward = fast
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextmanager(lambda: (yield))()
+    return nullcontext()
 
 
 def device_matmul_gflops(device: torch.device, precision: str, repeats: int) -> float:
@@ -242,7 +237,7 @@ def main() -> None:
                         "encode_flop_bound_windows_per_s": round(peak[precision] * 1e9 / encode_flops, 1),
                     }
                     for train_batch, encode_batch in zip(train_batches, encode_batches, strict=True):
-                        ctx = plain_convolutions() if variant == "plain" else contextmanager(lambda: (yield))()
+                        ctx = plain_convolutions() if variant == "plain" else nullcontext()
                         with ctx:
                             train, train_compile_s = bench_train(
                                 obs_dim, horizon, cfg, train_batch, args.train_steps, args.repeats,

@@ -194,9 +194,9 @@ def transitions(n: int = 20_000, seed: int = 0) -> Transitions:
                        np.roll(obs, -1, axis=0), (rng.uniform(size=n) < 0.01).astype(np.float32))
 
 
-def build(method: str, data: Transitions, device: torch.device, seed: int = 0):
+def build(method: str, data: Transitions, device: torch.device | str, seed: int = 0, compile: str | bool = False):
     learner = make_learner(method, RLConfig(steps=1000), OBS, ACT, -np.ones(ACT), np.ones(ACT),
-                           *data.observation_stats(), device=str(device), seed=seed)
+                           *data.observation_stats(), device=str(device), seed=seed, compile=compile)
     return learner, learner.make_sampler(data)
 
 
@@ -250,9 +250,7 @@ def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 def learner_weights(method: str, data: Transitions, device: str, setting: str | bool) -> dict[str, torch.Tensor]:
-    learner = make_learner(method, RLConfig(steps=1000), OBS, ACT, -np.ones(ACT), np.ones(ACT),
-                           *data.observation_stats(), device=device, seed=0, compile=setting)
-    sampler = learner.make_sampler(data)
+    learner, sampler = build(method, data, device, compile=setting)
     for _ in range(100):
         learner.train_step(sampler.sample())
     return {k: v.detach().cpu() for k, v in weights(learner).items()}

@@ -18,14 +18,13 @@ import time
 import traceback
 from typing import Any
 
-import numpy as np
 import torch
-from check_gpu import ACT, HORIZON, OBS, relative_difference, transitions, walk_windows, weights
+from check_gpu import HORIZON, OBS, build, relative_difference, transitions, walk_windows, weights
 
-from tge_ray.config import DiffusionConfig, RLConfig
+from tge_ray.config import DiffusionConfig
 from tge_ray.diffusion.ddpm import DiffusionTrainerState
 from tge_ray.diffusion.unet import TemporalUnet
-from tge_ray.rl.learner import make_learner, metrics_to_floats
+from tge_ray.rl.learner import metrics_to_floats
 
 CUDA = torch.device("cuda")
 
@@ -69,9 +68,7 @@ def learner(method: str, mode: str | None, device: str = "cuda", steps: int = 30
     data = transitions()
 
     def fn():
-        agent = make_learner(method, RLConfig(steps=1000), OBS, ACT, -np.ones(ACT), np.ones(ACT),
-                             *data.observation_stats(), device=device, seed=0, compile=mode or False)
-        sampler = agent.make_sampler(data)
+        agent, sampler = build(method, data, device, compile=mode or False)
         for _ in range(10):
             agent.train_step(sampler.sample())
         if return_weights:
