@@ -62,3 +62,39 @@ def test_complete_windows_keep_windows_inside_their_episode():
     windows = Windows(np.arange(10, dtype=np.float32)[:, None], ids, 3)
     kept = windows.gather(np.flatnonzero(complete_windows(ids, 3)))
     assert all(len(np.unique(w)) == 3 for w in kept[[0, 1, 2, 4]])  # no repeated (padded) state
+
+
+def _dataset_rows(dataset):
+    """(index, window) rows in the dataset's own order (as the diffusion stage's workers read it)."""
+    import ray
+
+    options = ray.data.DataContext.get_current().execution_options
+    before, options.preserve_order = options.preserve_order, True
+    try:
+        batches = list(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+    finally:
+        options.preserve_order = before
+    return np.concatenate([b["index"] for b in batches]), np.concatenate([b["window"] for b in batches])
+
+
+def test_ray_dataset_in_order_or_one_seeded_permutation(ray_session):
+    from tge_ray.data.windows import to_ray_dataset
+
+    rng = np.random.default_rng(0)
+    episode_ids = np.repeat(np.arange(20), 15)
+    windows = Windows(rng.normal(size=(300, 3)).astype(np.float32), episode_ids, horizon=4)
+
+    index, rows = _dataset_rows(to_ray_dataset(windows, batch_size=64))
+    np.testing.assert_array_equal(index, np.arange(300))
+    np.testing.assert_array_equal(rows, windows.gather(index))
+
+    index, rows = _dataset_rows(to_ray_dataset(windows, batch_size=64, shuffle_seed=7))
+    np.testing.assert_array_equal(np.sort(index), np.arange(300))  # every window once
+    np.testing.assert_array_equal(rows, windows.gather(index))  # each row is its index's window
+    # Shuffled across the whole set, not in blocks: the first 64 rows reach past the first
+    # quarter of the indices.
+    assert index[:64].max() > 75 and not np.array_equal(index, np.arange(300))
+    again, _ = _dataset_rows(to_ray_dataset(windows, batch_size=64, shuffle_seed=7))
+    np.testing.assert_array_equal(again, index)  # same seed, same order
+    other, _ = _dataset_rows(to_ray_dataset(windows, batch_size=64, shuffle_seed=8))
+    assert not np.array_equal(other, index)

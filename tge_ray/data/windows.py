@@ -166,20 +166,31 @@ def _gather_rows(batch: dict[str, np.ndarray], source_ref: ray.ObjectRef, column
 
 
 def to_ray_dataset(
-    source: Windows | np.ndarray, column: str = "window", batch_size: int = 8192
+    source: Windows | np.ndarray, column: str = "window", batch_size: int = 8192, shuffle_seed: int | None = None
 ) -> ray.data.Dataset:  # noqa: F821
     """A lazy ``ray.data.Dataset`` with columns ``index`` (int64) and ``column``.
 
     ``source`` is a :class:`Windows` (rows are (H, obs_dim) windows) or an array (rows are its
     rows, e.g. embeddings). It goes to the object store once; each block gathers its own rows,
     so no more than a block of windows exists at a time on any node.
+
+    Rows come in index order, or, with ``shuffle_seed``, in one seeded permutation of all rows
+    (the diffusion stage's training order). The permutation is drawn on the driver, so the
+    dataset stays a stream that holds a few blocks at a time, where an all-to-all shuffle such
+    as ``randomize_block_order`` gathers every window of the epoch into the object store
+    before the first batch. And each batch holds windows from across the dataset, where
+    shuffled blocks give batches of windows from a few hundred consecutive transitions, which
+    overlap in all but a few states.
     """
     import ray
 
     source_ref = ray.put(source)
     # Indices come from the driver (no read tasks, which would each want a whole CPU).
     n_blocks = int(min(MAX_BLOCKS, max(1, np.ceil(len(source) / batch_size))))
-    indices = np.array_split(np.arange(len(source), dtype=np.int64), n_blocks)
+    order = np.arange(len(source), dtype=np.int64)
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(order)
+    indices = np.array_split(order, n_blocks)
     return ray.data.from_numpy(indices).map_batches(
         _gather_rows,
         fn_kwargs={"source_ref": source_ref, "column": column},

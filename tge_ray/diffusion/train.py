@@ -86,6 +86,22 @@ def _feedable(windows: Any, train_workers: int) -> Any:
     return windows
 
 
+def _in_order_ingest() -> Any:
+    """Ray Train's data config with ``preserve_order``: the workers read the windows in the
+    dataset's own (seeded) order, not in the order its gather tasks finish, so that one seed
+    trains one model."""
+    import copy
+
+    import ray.data
+    import ray.train
+
+    # A copy of this context's options (Ray Train's default ingest options), built without
+    # passing the deprecated ``exclude_resources`` that ``default_ingest_options`` passes.
+    options = copy.copy(ray.data.DataContext.get_current().execution_options)
+    options.preserve_order = True
+    return ray.train.DataConfig(execution_options=options)
+
+
 def _check_windows(windows: Any, horizon: int, obs_dim: int) -> None:
     """One row on the driver: a wrong column or shape is one line here, not a failed worker group
     that Ray Train would retry ``max_failures`` times."""
@@ -258,7 +274,8 @@ def train_diffusion(
     Args:
         cfg: the experiment config (``diffusion``, ``windows.horizon``, ``seed``, ``resources``).
         windows: ``ray.data.Dataset`` with one column ``window`` of (H, obs_dim) float32 arrays,
-            already standardised.
+            already standardised, in the order to train on; every epoch reads it again
+            (``to_ray_dataset(..., shuffle_seed=...)`` gives a shuffled one).
         obs_dim: state dimension.
         out_dir: run folder; Ray Train's own files go to ``out_dir/ray_train-<key>``.
         progress: show a progress bar with the live loss.
@@ -301,7 +318,8 @@ def train_diffusion(
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
-        datasets={"windows": windows.randomize_block_order(seed=cfg.seed)},
+        datasets={"windows": windows},
+        dataset_config=_in_order_ingest(),
     )
     try:
         result = _fit_with_progress(trainer, sink, cfg.diffusion.steps) if sink is not None else trainer.fit()

@@ -170,10 +170,13 @@ def diffusion_stage(
         "diffusion": training_fields,
         "train_workers": cfg.resources.train_workers,
         "seed": cfg.seed,
+        # The training order: one seeded permutation of all windows (before: blocks of
+        # consecutive windows in a seeded order), so models trained before it are not reused.
+        "window_order": "permuted",
     }
 
     def build(folder: Path) -> dict[str, Any]:
-        dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size)
+        dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
         scratch = Path(tempfile.mkdtemp(prefix="tge-train-"))
         try:
             checkpoint = train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, progress=progress)
