@@ -74,3 +74,13 @@ def test_unwritable_storage_is_one_line(tmp_path):
     blocker.write_text("")
     with pytest.raises(TGEError, match="cannot be written"):
         ArtifactStore(str(blocker / "sub"))
+
+
+def test_a_store_makes_no_folders_until_its_first_build(tmp_path):
+    """A run that fails before its first stage leaves nothing on disk."""
+    storage = tmp_path / "new" / "storage"
+    store = ArtifactStore(str(storage))
+    assert store.find("stage", {"a": 1}) is None
+    assert not (tmp_path / "new").exists()
+    artifact = store.get_or_build("stage", {"a": 1}, lambda folder: (folder / "x.txt").write_text("x") and None)
+    assert (artifact.path / "x.txt").read_text() == "x"

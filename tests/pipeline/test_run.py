@@ -69,6 +69,7 @@ def test_k_larger_than_expert_windows_is_one_line(ray_session, tiny_datasets, tm
     err = capsys.readouterr().err
     assert "reward.k=100000" in err and err.count("\n") == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper")], "no run folder for a failed run"
+    assert not (tmp_path / "artifacts").exists(), "no artifact folders for a run that built nothing"
 
 
 def test_unreachable_ray_address(tmp_path):

@@ -73,11 +73,7 @@ class ArtifactStore:
             self.root = cache_path() / "artifacts" / artifact_key({"storage": self.storage})
         else:
             self.root = Path(self.storage).expanduser().resolve() / "artifacts"
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            (self.root / ".locks").mkdir(exist_ok=True)
-        except OSError as exc:
-            raise TGEError(f"storage={storage!r} cannot be written ({exc.strerror}): choose a writable folder") from None
+        _check_writable(self.root, storage)  # folders are made by the first build, not here
 
     # ------------------------------------------------------------------ lookup
 
@@ -94,6 +90,7 @@ class ArtifactStore:
         remote = f"{self._remote_root}/{name}"
         if self._fs.get_file_info(f"{remote}/{MANIFEST}").type != pyarrow.fs.FileType.File:
             return False
+        self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.fetch-"))
         try:
             pyarrow.fs.copy_files(remote, str(tmp), source_filesystem=self._fs)
@@ -123,6 +120,7 @@ class ArtifactStore:
 
     @contextlib.contextmanager
     def _lock(self, name: str) -> Iterator[None]:
+        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
         with open(self.root / ".locks" / f"{name}.lock", "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -166,6 +164,18 @@ class ArtifactStore:
 
     def manifest(self, artifact: Artifact) -> dict[str, Any]:
         return json.loads((artifact.path / MANIFEST).read_text())
+
+
+def _check_writable(folder: Path, storage: str) -> None:
+    """One line unless ``folder`` could be made and written; nothing is created, so a run that
+    fails before its first stage leaves no empty folders behind."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TGEError(f"storage={storage!r} cannot be written ({existing} is a file): choose a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TGEError(f"storage={storage!r} cannot be written ({existing}: permission denied): choose a writable folder")
 
 
 def _replace_dir(source: Path, target: Path) -> None:
