@@ -174,13 +174,16 @@ def to_ray_dataset(
     rows, e.g. embeddings). It goes to the object store once; each block gathers its own rows,
     so no more than a block of windows exists at a time on any node.
 
-    Rows come in index order, or, with ``shuffle_seed``, in one seeded permutation of all rows
-    (the diffusion stage's training order). The permutation is drawn on the driver, so the
-    dataset stays a stream that holds a few blocks at a time, where an all-to-all shuffle such
-    as ``randomize_block_order`` gathers every window of the epoch into the object store
-    before the first batch. And each batch holds windows from across the dataset, where
-    shuffled blocks give batches of windows from a few hundred consecutive transitions, which
-    overlap in all but a few states.
+    Without ``shuffle_seed`` rows may come in any order (read the ``index`` column). With it,
+    they come in one seeded permutation of all rows, the diffusion stage's training order: the
+    dataset's own context keeps order (``preserve_order``), so ``materialize`` and the driver
+    read that order (Ray Train's ingest sets its own options; the diffusion stage asks it to
+    keep order too). The permutation is drawn on the driver, so the dataset stays a stream
+    that holds a few blocks at a time, where an all-to-all shuffle such as
+    ``randomize_block_order`` gathers every window of the epoch into the object store before
+    the first batch. And each batch holds windows from across the dataset, where shuffled
+    blocks give batches of windows from a few hundred consecutive transitions, which overlap
+    in all but a few states.
     """
     import ray
 
@@ -191,10 +194,13 @@ def to_ray_dataset(
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(order)
     indices = np.array_split(order, n_blocks)
-    return ray.data.from_numpy(indices).map_batches(
+    dataset = ray.data.from_numpy(indices).map_batches(
         _gather_rows,
         fn_kwargs={"source_ref": source_ref, "column": column},
         batch_size=batch_size,
         batch_format="numpy",
         num_cpus=GATHER_CPUS,
     )
+    if shuffle_seed is not None:
+        dataset.context.execution_options.preserve_order = True  # this dataset's copy only
+    return dataset
