@@ -176,14 +176,13 @@ def to_ray_dataset(
 
     Without ``shuffle_seed`` rows may come in any order (read the ``index`` column). With it,
     they come in one seeded permutation of all rows, the diffusion stage's training order: the
-    dataset's own context keeps order (``preserve_order``), so ``materialize`` and the driver
-    read that order (Ray Train's ingest sets its own options; the diffusion stage asks it to
-    keep order too). The permutation is drawn on the driver, so the dataset stays a stream
-    that holds a few blocks at a time, where an all-to-all shuffle such as
-    ``randomize_block_order`` gathers every window of the epoch into the object store before
-    the first batch. And each batch holds windows from across the dataset, where shuffled
-    blocks give batches of windows from a few hundred consecutive transitions, which overlap
-    in all but a few states.
+    dataset's own context keeps order (``preserve_order``), so ``materialize``, the driver
+    and the diffusion stage's Ray Train workers (which it hands these options) read that
+    order. The permutation is drawn on the driver, so the dataset stays a stream that holds a
+    few blocks at a time, where an all-to-all shuffle such as ``randomize_block_order``
+    gathers every window of the epoch into the object store before the first batch. And each
+    batch holds windows from across the dataset, where shuffled blocks give batches of windows
+    from a few hundred consecutive transitions, which overlap in all but a few states.
     """
     import ray
 

@@ -86,20 +86,20 @@ def _feedable(windows: Any, train_workers: int) -> Any:
     return windows
 
 
-def _in_order_ingest() -> Any:
-    """Ray Train's data config with ``preserve_order``: the workers read the windows in the
-    dataset's own (seeded) order, not in the order its gather tasks finish, so that one seed
-    trains one model."""
+def _ingest_as_the_dataset_says(windows: Any) -> Any:
+    """Ray Train's data config carrying the dataset's own execution options.
+
+    Train replaces a dataset's options with its own at ingest. Handing it the dataset's keeps
+    what the dataset asks for: a seeded permutation from ``to_ray_dataset`` keeps its order
+    (``preserve_order``), so one seed trains one model. It also avoids
+    ``DataConfig.default_ingest_options``, which passes the deprecated ``exclude_resources``
+    and warns on every run.
+    """
     import copy
 
-    import ray.data
     import ray.train
 
-    # A copy of this context's options (Ray Train's default ingest options), built without
-    # passing the deprecated ``exclude_resources`` that ``default_ingest_options`` passes.
-    options = copy.copy(ray.data.DataContext.get_current().execution_options)
-    options.preserve_order = True
-    return ray.train.DataConfig(execution_options=options)
+    return ray.train.DataConfig(execution_options=copy.copy(windows.context.execution_options))
 
 
 def _check_windows(windows: Any, horizon: int, obs_dim: int) -> None:
@@ -274,8 +274,9 @@ def train_diffusion(
     Args:
         cfg: the experiment config (``diffusion``, ``windows.horizon``, ``seed``, ``resources``).
         windows: ``ray.data.Dataset`` with one column ``window`` of (H, obs_dim) float32 arrays,
-            already standardised, in the order to train on; every epoch reads it again
-            (``to_ray_dataset(..., shuffle_seed=...)`` gives a shuffled one).
+            already standardised, in the order to train on; every epoch reads it again, with
+            the dataset's own execution options (``to_ray_dataset(..., shuffle_seed=...)``
+            gives a shuffled one that keeps its order).
         obs_dim: state dimension.
         out_dir: run folder; Ray Train's own files go to ``out_dir/ray_train-<key>``.
         progress: show a progress bar with the live loss.
@@ -319,7 +320,7 @@ def train_diffusion(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets={"windows": windows},
-        dataset_config=_in_order_ingest(),
+        dataset_config=_ingest_as_the_dataset_says(windows),
     )
     try:
         result = _fit_with_progress(trainer, sink, cfg.diffusion.steps) if sink is not None else trainer.fit()
