@@ -2,8 +2,9 @@
 # Whole `tge run`s on a GPU machine: the embedded default (or the config and overrides given),
 # once eager and once with resources.compile=auto, each in its own storage so that nothing is
 # reused between them. Writes to OUT: the logs, each run folder without its checkpoints, every
-# artifact's manifest.json (each stage's wall time; the policies' device), the GPU, the package
-# versions, and a 2-second sample of the processes that held GPU memory (which stages ran there).
+# artifact's manifest.json (each stage's wall time; the policies' device), the GPU, the machine
+# and package versions (versions.json), and a 2-second sample of the processes that held GPU
+# memory (which stages ran there).
 #
 #   bash benchmarks/gpu_run.sh OUT [CONFIG_OR_OVERRIDE ...]
 #
@@ -18,18 +19,16 @@ STORAGE=$(mktemp -d)
 mkdir -p "$OUT"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/nvidia-smi.csv" 2>&1 || true
-python3 - >"$OUT/versions.txt" 2>&1 <<'EOF'
-import importlib, os, platform
-print("python", platform.python_version(), "cpus", os.cpu_count())
-for name in ["torch", "numpy", "ray", "pyarrow", "pandas", "faiss", "gymnasium", "mujoco", "minari"]:
-    try:
-        print(name, importlib.import_module(name).__version__)
-    except Exception as e:  # noqa: BLE001 - a report of what is there
-        print(name, "missing:", e)
+python3 - >"$OUT/versions.json" 2>&1 <<'EOF'
+import importlib, json, sys
+sys.path.insert(0, "benchmarks")
 import torch
-print("cuda", torch.version.cuda, "available", torch.cuda.is_available())
-import faiss
-print("faiss GPUs", faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else "no GPU support")
+from run import machine_info  # benchmarks/run.py: machine, torch, ray, faiss, numpy
+from tge_ray.reward.knn import faiss_built_with_gpu, faiss_has_gpu
+info = machine_info()
+info.update({name: importlib.import_module(name).__version__ for name in ["pyarrow", "pandas", "gymnasium", "mujoco", "minari"]})
+info.update(torch_cuda=torch.version.cuda, faiss_built_with_gpu=faiss_built_with_gpu(), faiss_sees_gpu=faiss_has_gpu())
+print(json.dumps(info, indent=1))
 EOF
 
 sample_gpu() {  # every 2 s: GPU use, and which processes hold GPU memory (the stages that ran there)
@@ -53,8 +52,7 @@ run() {  # run NAME OVERRIDE...: one `tge run` in its own storage, then its outp
   for dir in "$STORAGE/$name"/*/; do
     [ -f "$dir/results.json" ] || continue
     mkdir -p "$OUT/$name"
-    rsync -a --exclude checkpoints "$dir" "$OUT/$name/run/" 2>/dev/null || cp -r "$dir" "$OUT/$name/run"
-    rm -rf "$OUT/$name/run/checkpoints"
+    cp -r "$dir" "$OUT/$name/run" && rm -rf "$OUT/$name/run/checkpoints"
   done
   for manifest in "$STORAGE/$name"/artifacts/*/manifest.json; do
     [ -f "$manifest" ] || continue
