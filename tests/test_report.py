@@ -277,3 +277,41 @@ def test_rollout_reward_diagnostic(finished_run, tmp_path):
     assert 0.0 <= reference["d_mu_other_mean"] <= 1.0 and 0.0 <= reference["d_mu_expert_mean"] <= 1.0
     bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
+
+
+def test_policy_ceiling_diagnostic(finished_run, tiny_datasets, tmp_path):
+    """benchmarks/policy_ceiling.py trains both references on D_mu and tabulates a run's curves beside them."""
+    script = [sys.executable, str(REPO / "benchmarks" / "policy_ceiling.py")]
+    out = tmp_path / "ceiling.json"
+    done = subprocess.run([*script, "--n-expert", "2", "--seeds", "0", "--steps", "20", "--every", "10",
+                           "--episodes", "1", "--set", *_task(tiny_datasets), "evaluation.num_envs=1",
+                           "--workdir", str(tmp_path / "runs"), "--out", str(out), "--runs", str(finished_run)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["name"] for row in rows[:2]] == ["bc-expert", "iql-flag"]
+    for row in rows[:2]:  # evaluated at 10 and 20 updates; the second half is the last evaluation
+        assert [step for step, _ in row["history"]] == [10, 20]
+        assert row["final"] == row["late_mean"] == row["history"][-1][1]
+        assert row["late_good_share"] in (0.0, 1.0)
+    scores = json.loads((finished_run / "results.json").read_text())["scores"]
+    from_run = {row["name"].split(":")[1]: row["final"] for row in rows[2:]}
+    assert from_run == pytest.approx(scores)  # every method of the run, its final score
+    bad = subprocess.run([*script, "--runs", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
+
+
+def test_reward_profile_diagnostic(finished_run, tmp_path):
+    """benchmarks/reward_profile.py averages the run's stored rewards by position in D_mu's episodes."""
+    script = [sys.executable, str(REPO / "benchmarks" / "reward_profile.py")]
+    out = tmp_path / "profile.json"
+    done = subprocess.run([*script, str(finished_run), "--from-start", "0", "1", "--to-end", "0", "1000",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record["horizon"] == 8 and set(record["groups"]) == {"expert-flagged", "other"}
+    for group in record["groups"].values():  # min-max scaled rewards; no episode is 1001 steps long
+        assert 0.0 <= group["to_end"]["0"] <= 1.0 and 0.0 <= group["from_start"]["1"] <= 1.0
+        assert group["to_end"]["1000"] is None
+    bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
