@@ -19,7 +19,7 @@ where it ends. ``--runs`` adds the curves of existing ``tge run`` folders (their
 
 Each line: final score, mean over the evaluations of the second half of training, and the share
 of those evaluations at or above --good. Runs without Ray, one torch thread per process; writes
-benchmarks/policy_ceiling.json (or --out). Makes the datasets first when they are missing.
+benchmarks/policy_ceiling/<task>-N<n>.json (or --out). Makes the datasets first when they are missing.
 """
 
 from __future__ import annotations
@@ -97,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="`tge run` folders to add to the table")
     parser.add_argument("--workdir", type=Path, default=Path("policy_ceiling_runs"),
                         help="where the reference policies' checkpoints go")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("policy_ceiling.json"))
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/policy_ceiling/<task>-N<n>.json")
     args = parser.parse_args(argv)
+    args.out = args.out or Path(__file__).with_name("policy_ceiling") / f"{args.task}-N{args.n_expert}.json"
     if args.n_expert < 1 or args.steps < 1 or args.every < 1 or args.episodes < 1:
         parser.error("--n-expert, --steps, --every and --episodes must be >= 1")
     for run_dir in args.runs:
@@ -126,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         curve = " ".join(f"{score:.0f}" for _, score in row["history"])
         print(f"  {row['name']:28s} s{row['seed']}  final {row['final']:6.1f}  late mean {row['late_mean']:6.1f}  "
               f"good {row['late_good_share']:4.0%}  | {curve}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"task": args.task, "n_expert": args.n_expert, "overrides": args.overrides,
                                     "steps": args.steps,
                                     "every": args.every, "episodes": args.episodes, "good": args.good,
