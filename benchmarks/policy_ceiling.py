@@ -108,12 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"policy_ceiling: error: {run_dir} is not a `tge run` folder (no results.json)", file=sys.stderr)
             return 2
 
+    from tge_ray.errors import TGEError
+
     rows = []
     for kind in args.references:
         for seed in args.seeds:
             start = time.perf_counter()
-            history = train_reference(kind, args.task, args.n_expert, seed, args.steps, args.every, args.episodes,
-                                      args.workdir / f"{args.task}-N{args.n_expert}-{kind}-s{seed}", args.overrides)
+            try:
+                history = train_reference(kind, args.task, args.n_expert, seed, args.steps, args.every,
+                                          args.episodes, args.workdir / f"{args.task}-N{args.n_expert}-{kind}-s{seed}",
+                                          args.overrides)
+            except TGEError as exc:  # a bad override or dataset: one line, nothing written to --out
+                print(f"policy_ceiling: error: {exc}", file=sys.stderr)
+                return 2
             rows.append({"name": kind, "seed": seed, "history": history, "seconds": time.perf_counter() - start,
                          **summarise(history, args.good)})
     for run_dir in args.runs:

@@ -70,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one RUN_DIR")
 
+    from tge_ray.errors import TGEError
+
     for run_dir in args.run_dirs:
-        record = profile(run_dir, args.from_start, args.to_end)
+        try:
+            record = profile(run_dir, args.from_start, args.to_end)
+        except TGEError as exc:  # e.g. the run's datasets are gone
+            print(f"reward_profile: error: {run_dir}: {exc}", file=sys.stderr)
+            return 2
         print(f"{run_dir.name}: H = {record['horizon']}, {record['kernel']} kernel, expert windows "
               f"{record['expert_windows']}; mean scaled reward by position")
         for name, group in record["groups"].items():

@@ -299,6 +299,12 @@ def test_policy_ceiling_diagnostic(finished_run, tiny_datasets, tmp_path):
     assert from_run == pytest.approx(scores)  # every method of the run, its final score
     bad = subprocess.run([*script, "--runs", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
+    bad_out = tmp_path / "bad.json"
+    bad = subprocess.run([*script, "--n-expert", "2", "--set", *_task(tiny_datasets), "rl.iql.no_such_key=1",
+                          "--workdir", str(tmp_path / "bad"), "--out", str(bad_out)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no_such_key" in bad.stderr
+    assert not bad_out.exists()
 
 
 def test_reward_profile_diagnostic(finished_run, tmp_path):
