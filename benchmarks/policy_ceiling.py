@@ -77,11 +77,6 @@ def summarise(history: list[tuple[int, float]], good: float) -> dict:
             "late_evaluations": int(late.size)}
 
 
-def run_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    results = json.loads((run_dir / "results.json").read_text())
-    return {method: [(int(s), float(v)) for s, v in hist] for method, hist in results["eval_history"].items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="hopper", choices=["hopper", "halfcheetah", "walker2d"])
@@ -103,10 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out or Path(__file__).with_name("policy_ceiling") / f"{args.task}-N{args.n_expert}.json"
     if args.n_expert < 1 or args.steps < 1 or args.every < 1 or args.episodes < 1:
         parser.error("--n-expert, --steps, --every and --episodes must be >= 1")
+    runs = {}
     for run_dir in args.runs:
         if not (run_dir / "results.json").is_file():
             print(f"policy_ceiling: error: {run_dir} is not a `tge run` folder (no results.json)", file=sys.stderr)
             return 2
+        runs[run_dir] = json.loads((run_dir / "results.json").read_text())
 
     from tge_ray.errors import TGEError
 
@@ -123,10 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             rows.append({"name": kind, "seed": seed, "history": history, "seconds": time.perf_counter() - start,
                          **summarise(history, args.good)})
-    for run_dir in args.runs:
-        config = json.loads((run_dir / "results.json").read_text()).get("config", {})
-        for method, history in run_curves(run_dir).items():
-            rows.append({"name": f"{run_dir.name.split('__')[0]}:{method}", "seed": config.get("seed"),
+    for run_dir, results in runs.items():
+        for method, evaluations in results["eval_history"].items():
+            history = [(int(step), float(score)) for step, score in evaluations]
+            rows.append({"name": f"{run_dir.name.split('__')[0]}:{method}", "seed": results.get("config", {}).get("seed"),
                          "history": history, **summarise(history, args.good)})
 
     print(f"{args.task}, N = {args.n_expert}: final score, mean and share >= {args.good:g} of the second half's "

@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 
-def profile(run_dir: Path, from_start: list[int], to_end: list[int]) -> dict:
-    from tge_ray.data.task import build_task, demos_of
+def profile(run_dir: Path, results: dict, from_start: list[int], to_end: list[int]) -> dict:
+    """Mean stored reward by position in D_mu's episodes, for one run (its results.json)."""
+    from tge_ray.data.task import task_of_summary
 
-    results = json.loads((run_dir / "results.json").read_text())
-    config, task_section = results["config"], results["task"]
-    task = build_task(config["task"]["offline"], config["task"]["expert"], config["task"]["n_expert_trajs"],
-                      config["task"]["n_demos"], demos=demos_of(task_section))
+    config = results["config"]
+    task = task_of_summary(results["task"])
     with np.load(Path(results["artifacts"]["rewards"]["path"]) / "rewards.npz") as npz:
         rewards = npz["scaled"]
     mixed = task.mixed
@@ -58,12 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to-end", type=int, nargs="+", default=[0, 2, 5, 10, 20, 40], metavar="D")
     parser.add_argument("--out", type=Path, default=None, help="with one RUN_DIR: default RUN_DIR/reward_profile.json")
     args = parser.parse_args(argv)
+    runs = {}
     for run_dir in args.run_dirs:
-        results = run_dir / "results.json"
-        if not results.is_file():
+        if not (run_dir / "results.json").is_file():
             print(f"reward_profile: error: {run_dir} is not a `tge run` folder (no results.json)", file=sys.stderr)
             return 2
-        if "rewards" not in (json.loads(results.read_text()).get("artifacts") or {}):
+        runs[run_dir] = json.loads((run_dir / "results.json").read_text())
+        if "rewards" not in (runs[run_dir].get("artifacts") or {}):
             print(f"reward_profile: error: {run_dir} has no TGE reward stage (run it with methods including tge)",
                   file=sys.stderr)
             return 2
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tge_ray.errors import TGEError
 
-    for run_dir in args.run_dirs:
+    for run_dir, results in runs.items():
         try:
-            record = profile(run_dir, args.from_start, args.to_end)
+            record = profile(run_dir, results, args.from_start, args.to_end)
         except TGEError as exc:  # e.g. the run's datasets are gone
             print(f"reward_profile: error: {run_dir}: {exc}", file=sys.stderr)
             return 2

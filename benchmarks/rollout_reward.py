@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tge_ray.config import load_config
-    from tge_ray.data.task import build_task, demos_of
+    from tge_ray.data.task import task_of_summary
     from tge_ray.data.windows import Windows
     from tge_ray.diffusion.embed import embed_array
     from tge_ray.diffusion.train import load_encoder
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     cfg = load_config(args.run_dir / "config.yaml")
     artifacts = results["artifacts"]
-    task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos,
-                      demos=demos_of(results["task"]))
+    task = task_of_summary(results["task"])
     encoder = load_encoder(Path(artifacts["diffusion"]["path"]) / "diffusion.pt")
     with np.load(Path(artifacts["embeddings"]["path"]) / "embeddings.npz") as npz:
         expert_embeddings = npz["demos"][expert_index_rows(cfg, task)]

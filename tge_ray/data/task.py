@@ -174,3 +174,13 @@ def build_task(
         n_demos,
         demos,
     )
+
+
+def task_of_summary(summary: dict[str, Any]) -> LfOTask:
+    """Rebuild the task a run's results.json task summary (:meth:`LfOTask.summary`) describes.
+
+    Opens the datasets, never downloads them; older runs without ``demos`` get the demo rule
+    they ran with (:func:`demos_of`).
+    """
+    return build_task(summary["offline"], summary["expert"], int(summary["n_expert_trajs"]),
+                      int(summary["n_demos"]), demos=demos_of(summary))

@@ -231,10 +231,9 @@ def expert_flags_from_summary(task: dict[str, Any]) -> np.ndarray:
 def _transition_returns(task: dict[str, Any], n_rows: int) -> tuple[np.ndarray | None, str | None]:
     """Each D_mu transition's episode return, rebuilt from the datasets (opened, never downloaded)."""
     try:
-        from tge_ray.data.task import build_task, demos_of
+        from tge_ray.data.task import task_of_summary
 
-        rebuilt = build_task(task["offline"], task["expert"], int(task["n_expert_trajs"]), int(task["n_demos"]),
-                             demos=demos_of(task))
+        rebuilt = task_of_summary(task)
     except Exception as exc:  # an optional colouring: failing to open the data only drops it
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"episode returns not shown (datasets not opened: {reason})"
