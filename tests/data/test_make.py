@@ -34,6 +34,9 @@ def test_hopper_each_quality_loads_with_shipped_reference_scores():
         dataset = minari.load_dataset(dataset_id)
         assert dataset.storage.metadata["ref_min_score"] == pytest.approx(shipped["random"]["return_mean"])
         assert dataset.storage.metadata["ref_max_score"] == pytest.approx(shipped["expert"]["return_mean"])
+        if quality != "random":  # which shipped actor made it
+            digest = make._file_digest(experts.EXPERTS_DIR / f"hopper_{quality}.pt")
+            assert dataset.storage.metadata["algorithm_name"].endswith(f"sha256 {digest})")
         if quality == "expert":
             assert dataset.total_episodes == 2
             assert all(e.terminations[-1] or e.truncations[-1] for e in dataset.iterate_episodes())
@@ -144,6 +147,19 @@ def test_corrupt_expert_file_and_full_disk_write_nothing(tmp_path, datasets_path
     assert not list(datasets_path.parent.glob(".datasets.partial-*"))
 
 
+def test_a_kept_dataset_made_with_another_expert_is_refused(datasets_path):
+    path = make.make_dataset("tge/hopper/random-v0", size=100, progress=False)
+    metadata = path / "data" / "metadata.json"
+    stale = json.loads(metadata.read_text()) | {"ref_max_score": 1234.5}  # an earlier expert's figure
+    metadata.write_text(json.dumps(stale))
+    with pytest.raises(DataError, match=r"another expert .* remake it with `tge data make tge/hopper/random-v0 --force`"):
+        make.make_dataset("tge/hopper/random-v0", size=100, progress=False)
+    assert json.loads(metadata.read_text()) == stale  # refused, not touched
+    make.make_dataset("tge/hopper/random-v0", size=100, force=True, progress=False)
+    assert minari.load_dataset("tge/hopper/random-v0").storage.metadata["ref_max_score"] == pytest.approx(
+        make._task_ref_scores("hopper")[1])
+
+
 def test_random_policy_is_uniform_within_bounds():
     space = gym.spaces.Box(np.array([-1.0, 0.0], np.float32), np.array([1.0, 3.0], np.float32))
     actions = experts.random_policy(space, seed=0)(np.zeros((5000, 4)))
@@ -158,5 +174,8 @@ def test_train_expert_tiny_budget_ships_loadable_actors(tmp_path):
     assert info["steps_trained"] == 300 and [row["step"] for row in info["snapshots"]] == [100, 200, 300]
     assert info["reproduce"] == "tge data train-expert hopper --steps 300 --seed 0 --max-seconds inf"
     assert info["expert"]["episodes"] >= 10 and "stable_baselines3" in info["versions"]
+    candidates = info["expert_candidates"]  # the three best snapshots, re-evaluated on fresh episodes
+    assert len(candidates) == 3 and all(c["episodes"] == experts.SELECT_EPISODES for c in candidates)
+    assert info["expert"]["snapshot_step"] == max(candidates, key=lambda c: c["return_mean"])["step"]
     actions = experts.load_policy(tmp_path / "hopper_expert.pt")(np.zeros((4, 11), np.float32))
     assert actions.shape == (4, 3) and (np.abs(actions) <= 1).all()

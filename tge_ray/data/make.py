@@ -138,6 +138,32 @@ def _task_ref_scores(task: str) -> tuple[float, float]:
         ) from None
 
 
+def _file_digest(path: Path) -> str:
+    """First 12 hex digits of a file's sha256: which shipped actor made a dataset."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def _check_shipped_references(dataset_id: str, target: Path, shipped: tuple[float, float]) -> None:
+    """Refuse a kept locomotion dataset whose reference scores are not the shipped expert's.
+
+    The scores come from ``<task>.json``, so they change with the shipped expert: a dataset made
+    with an earlier expert (or its reference figures) would otherwise be reused silently.
+    """
+    try:
+        meta = json.loads((target / "data" / "metadata.json").read_text())
+        stored = (float(meta["ref_min_score"]), float(meta["ref_max_score"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not this module's layout (e.g. downloaded): minari.load_dataset judges it
+    if not np.allclose(stored, shipped, rtol=1e-9, atol=1e-9):
+        raise DataError(
+            f"dataset {dataset_id} at {target} was made with another expert (reference scores "
+            f"{stored[0]:.1f} / {stored[1]:.1f}, the shipped expert's are {shipped[0]:.1f} / {shipped[1]:.1f}): "
+            f"remake it with `tge data make {dataset_id} --force`"
+        )
+
+
 def _check_env(env_id: str) -> gym.Env:
     try:
         env = gym.make(env_id)
@@ -453,6 +479,8 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
 
     target = Path(get_dataset_path(dataset_id))
     if target.exists() and not force:
+        if task_name is not None and not task.scripted:
+            _check_shipped_references(dataset_id, target, _task_ref_scores(task_name))
         log.info("kept existing dataset %s at %s (pass force to remake it)", dataset_id, target)
         return target
     root = Path(get_dataset_path())
@@ -467,6 +495,8 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
                      else f"SB3 SAC snapshot ({task_name}_medium.pt)",
                      "expert": "scripted waypoint controller (BFS + PD)" if task.scripted
                      else f"SB3 SAC expert ({task_name}_expert.pt)"}[quality]
+        if not task.scripted and quality != "random":
+            algorithm = f"{algorithm[:-1]}, sha256 {_file_digest(experts.EXPERTS_DIR / f'{task_name}_{quality}.pt')})"
     else:
         expert = _custom_policy(env, expert_path)
         spec = PolicySpec(None, quality, action_space, expert_path=expert_path)
