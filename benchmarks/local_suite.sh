@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The local D4RL-style suite of RESULTS.md, with the project's own commands.
 #
-#   bash benchmarks/local_suite.sh [STORAGE] [SEEDS] [LANES]     # default: results/suite "0" 2
+#   bash benchmarks/local_suite.sh [STORAGE] [SEEDS] [LANES] [TASKS]
+#                                  # default: results/suite "0" 2 "hopper halfcheetah walker2d"
 #
-# For each task in {hopper, halfcheetah, walker2d}, N in {200, 30, 0} expert trajectories mixed
+# For each task in TASKS, N in {200, 30, 0} expert trajectories mixed
 # into tge/<task>/random-v0, one demo, and each seed: `tge run` with IQL as the TGE backbone
 # (TGE-IQL, BC on all data, oracle-reward IQL), then `tge run` with ReBRAC (TGE-ReBRAC only; it
 # reuses the diffusion model, embeddings and rewards). Then two ablations on hopper and on
-# walker2d, N = 30: H = 1 against the default H = 32, and the gaussian against the default log
-# kernel.
+# walker2d (those in TASKS), N = 30: H = 1 against the default H = 32, and the gaussian against
+# the default log kernel.
 # LANES runs go at once (each a local Ray with torch_threads=1). Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -21,9 +22,10 @@ set -euo pipefail
 STORAGE=${1:-results/suite}
 SEEDS=${2:-0}
 LANES=${3:-2}
+TASKS=${4:-hopper halfcheetah walker2d}
 BUDGET=(rl.steps=5000 evaluation.every=2500 evaluation.episodes=10 rl.rebrac.batch_size=256)
 
-for task in hopper halfcheetah walker2d; do  # datasets first, once (not inside parallel runs)
+for task in $TASKS; do  # datasets first, once (not inside parallel runs)
   tge data make "tge/$task/random-v0" -q
   tge data make "tge/$task/expert-v0" -q
 done
@@ -46,13 +48,17 @@ export BUDGET_STR="${BUDGET[*]}"
 
 jobs=()
 for seed in $SEEDS; do
-  for task in hopper halfcheetah walker2d; do
+  for task in $TASKS; do
     for n in 200 30 0; do jobs+=("cell $task $n $seed"); done
   done
-  jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
-  walker="task.offline=tge/walker2d/random-v0 task.expert=tge/walker2d/expert-v0"
-  jobs+=("ablation walker2d-N30-H1 $seed $walker windows.horizon=1"
-         "ablation walker2d-N30-gaussian $seed $walker reward.kernel=gaussian")
+  if [[ " $TASKS " == *" hopper "* ]]; then
+    jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
+  fi
+  if [[ " $TASKS " == *" walker2d "* ]]; then
+    walker="task.offline=tge/walker2d/random-v0 task.expert=tge/walker2d/expert-v0"
+    jobs+=("ablation walker2d-N30-H1 $seed $walker windows.horizon=1"
+           "ablation walker2d-N30-gaussian $seed $walker reward.kernel=gaussian")
+  fi
 done
 # bash functions do not see arrays through export: rebuild BUDGET in each job from the string
 printf '%s\n' "${jobs[@]}" | xargs -P "$LANES" -I{} bash -c 'BUDGET=($BUDGET_STR); {}'
