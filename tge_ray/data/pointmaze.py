@@ -17,12 +17,18 @@ datasets' ``eval_env``, so ``recover_environment(eval_env=True)`` builds the fix
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import deque
 
 import gymnasium as gym
-import gymnasium_robotics
 import numpy as np
-from gymnasium_robotics.envs.maze import maps
+
+# Importing gymnasium_robotics prints a notice about its Adroit envs (which this project does not
+# use) to stderr, on every `tge` command; keep it out of the output.
+with contextlib.redirect_stderr(io.StringIO()):
+    import gymnasium_robotics
+    from gymnasium_robotics.envs.maze import maps
 
 gym.register_envs(gymnasium_robotics)
 
