@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -140,8 +141,6 @@ def _task_ref_scores(task: str) -> tuple[float, float]:
 
 def _file_digest(path: Path) -> str:
     """First 12 hex digits of a file's sha256: which shipped actor made a dataset."""
-    import hashlib
-
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
@@ -490,13 +489,15 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
     if task_name is not None:
         spec = PolicySpec(task_name, quality, action_space)
         ref_min, ref_max = _task_ref_scores(task_name)
-        algorithm = {"random": "uniform random actions",
-                     "medium": "waypoint controller, noisy, wandering to random goals" if task.scripted
-                     else f"SB3 SAC snapshot ({task_name}_medium.pt)",
-                     "expert": "scripted waypoint controller (BFS + PD)" if task.scripted
-                     else f"SB3 SAC expert ({task_name}_expert.pt)"}[quality]
-        if not task.scripted and quality != "random":
-            algorithm = f"{algorithm[:-1]}, sha256 {_file_digest(experts.EXPERTS_DIR / f'{task_name}_{quality}.pt')})"
+        if quality == "random":
+            algorithm = "uniform random actions"
+        elif task.scripted:
+            algorithm = {"medium": "waypoint controller, noisy, wandering to random goals",
+                         "expert": "scripted waypoint controller (BFS + PD)"}[quality]
+        else:  # a shipped SAC actor, named with its digest
+            actor = f"{task_name}_{quality}.pt"
+            what = "snapshot" if quality == "medium" else "expert"
+            algorithm = f"SB3 SAC {what} ({actor}, sha256 {_file_digest(experts.EXPERTS_DIR / actor)})"
     else:
         expert = _custom_policy(env, expert_path)
         spec = PolicySpec(None, quality, action_space, expert_path=expert_path)
