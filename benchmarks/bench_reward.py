@@ -9,6 +9,11 @@
       Ray Data        tge_ray.reward.label.label_rewards, one reward actor per core;
     and the ratio Ray Data / raw faiss (target >= 0.8).
 
+With ``--device cuda`` both parts use faiss' GPU flat index (one reward actor per GPU, as
+``resources.use_gpu`` gives it); that needs a faiss with GPU support (the ``gpu`` extra) and
+fails with one line otherwise. (b) then also labels on the CPU and records whether the GPU's
+rewards equal the CPU's.
+
 Every timing is taken ``--repeats`` times (default 2, the paths of (b) interleaved) and the best
 is kept: the machine may be shared (load averages at start and end are recorded). Prints a table and writes benchmarks/reward.json (machine, versions, threads, sizes).
 
@@ -45,6 +50,7 @@ class Args:
     reward_k: int = 5
     batch_size: int = 16384
     threads: int = 0  # 0: every CPU of the machine
+    device: str = "cpu"  # or cuda: faiss' GPU index
     repeats: int = 2
     output: str = str(Path(__file__).with_name("reward.json"))
 
@@ -88,7 +94,7 @@ def bench_flat_index(args: Args) -> dict:
     rng = np.random.default_rng(0)
     database = rng.standard_normal((args.database, args.database_dim), dtype=np.float32)
     queries = rng.standard_normal((args.queries, args.database_dim), dtype=np.float32)
-    index = faiss.IndexFlatL2(args.database_dim)
+    index = flat_index(args.database_dim, args.device)
     index.add(database)
     del database
     runs = [timed(lambda: index.search(queries, args.knn_k)) for _ in range(args.repeats)]  # one big batch
@@ -97,7 +103,20 @@ def bench_flat_index(args: Args) -> dict:
             "k": args.knn_k, "seconds": [w for w, _ in runs], "cpu_seconds": [c for _, c in runs],
             "queries_per_s": args.queries / best,
             "queries_per_cpu_s": args.queries / min(c for _, c in runs),
-            "reference_queries_per_s_2_cores": 725.0}
+            "device": args.device, "reference_queries_per_s_2_cores": 725.0}
+
+
+def flat_index(dim: int, device: str):
+    """An empty exact L2 index: faiss' own on the CPU, or its GPU twin on GPU 0."""
+    if device == "cpu":
+        return faiss.IndexFlatL2(dim)
+    from tge_ray.reward.knn import faiss_has_gpu
+
+    if not faiss_has_gpu():
+        raise SystemExit("error: --device cuda needs a faiss with GPU support that sees a GPU "
+                         f"(this faiss {faiss.__version__} does not): install the project's 'gpu' extra")
+    flat_index.resources = faiss.StandardGpuResources()  # kept alive with the index
+    return faiss.index_cpu_to_gpu(flat_index.resources, 0, faiss.IndexFlatL2(dim))
 
 
 def _make_embeddings(batch: dict, dim: int) -> dict:
@@ -132,10 +151,12 @@ def bench_labelling(args: Args, cores: int) -> dict:
     del parts, order
 
     cfg = RewardConfig(k=args.reward_k, sigma=1.0, kernel="log", batch_size=args.batch_size)
-    resources = ResourcesConfig(reward_actors=cores, use_gpu=False)
+    gpu = args.device != "cpu"
+    actors = int(ray.cluster_resources().get("GPU", 0)) if gpu else cores
+    resources = ResourcesConfig(reward_actors=actors, use_gpu=gpu)
 
     faiss.omp_set_num_threads(cores)
-    index = faiss.IndexFlatL2(args.embedding_dim)
+    index = flat_index(args.embedding_dim, args.device)
     index.add(experts)
     results = {}
 
@@ -144,7 +165,7 @@ def bench_labelling(args: Args, cores: int) -> dict:
         results["raw"] = kernel_reward(euclidean_from_squared(squared), cfg.kernel, cfg.sigma)
 
     def in_process():
-        results["in_process"] = label_array(embeddings, experts, cfg)
+        results["in_process"] = label_array(embeddings, experts, cfg, use_gpu=gpu)
 
     def through_ray():
         results["ray"] = label_rewards(dataset, experts, cfg, resources)
@@ -162,7 +183,15 @@ def bench_labelling(args: Args, cores: int) -> dict:
     same = bool(np.array_equal(results["ray"], results["in_process"]))
     max_vs_raw = float(np.abs(results["ray"] - results["raw"]).max())
     ratio = rows["Ray Data label_rewards"]["rows_per_s"] / rows["raw faiss"]["rows_per_s"]
-    return {"transitions": args.transitions, "dim": args.embedding_dim,
+    on_device = {}
+    if gpu:  # the same rewards from the CPU index: the GPU index must change nothing
+        from tge_ray.reward.knn import build_index
+
+        on_device["in_process_index"] = build_index(experts[:16], use_gpu=True).device
+        cpu_rewards = label_array(embeddings, experts, cfg, use_gpu=False)
+        on_device["gpu_equals_cpu"] = bool(np.array_equal(results["ray"], cpu_rewards))
+        on_device["max_abs_diff_gpu_vs_cpu"] = float(np.abs(results["ray"] - cpu_rewards).max())
+    return {"transitions": args.transitions, "dim": args.embedding_dim, "device": args.device, **on_device,
             "expert_windows": args.expert_windows, "k": cfg.k, "kernel": cfg.kernel,
             "batch_size": cfg.batch_size, "reward_actors": resources.reward_actors,
             "dataset_blocks": n_blocks, "rows": rows, "ray_over_raw": ratio,
@@ -182,6 +211,8 @@ def main() -> None:
     for name in vars(Args()):
         if getattr(ns, name) is not None:
             setattr(args, name, getattr(ns, name))
+    if args.device not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
     cores = args.threads or os.cpu_count() or 1
 
     import ray
@@ -203,7 +234,7 @@ def main() -> None:
     print(f"\nreward benchmarks on {report['machine']['cpu']} ({cores} threads), best of {args.repeats}")
     if "flat_index" in report:
         flat = report["flat_index"]
-        print(f"(a) flat L2, {flat['database']:,} x {flat['dim']}, {flat['queries']:,} queries, k={flat['k']}: "
+        print(f"(a) flat L2 ({flat['device']}), {flat['database']:,} x {flat['dim']}, {flat['queries']:,} queries, k={flat['k']}: "
               f"{flat['queries_per_s']:,.0f} queries/s (reference 725 on 2 cores); "
               f"{flat['queries_per_cpu_s']:,.0f} queries per CPU-second")
     if "labelling" in report:
@@ -216,6 +247,9 @@ def main() -> None:
             print(f"    {name:<26}{row['rows_per_s']:>12,.0f}{row['rows_per_s'] / raw:>8.2f}x")
         print(f"    Ray Data == in-process bit for bit: {lab['ray_equals_in_process']}; "
               f"max |Ray - raw| = {lab['max_abs_diff_ray_vs_raw']:.2g}")
+        if "gpu_equals_cpu" in lab:
+            print(f"    index in process: {lab['in_process_index']}; GPU rewards == CPU rewards bit for bit: "
+                  f"{lab['gpu_equals_cpu']} (max |GPU - CPU| = {lab['max_abs_diff_gpu_vs_cpu']:.2g})")
     output = Path(args.output)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -14,13 +14,18 @@ each script's JSON also lands in its usual file (``benchmarks/rl.json`` ...; not
 ``--smoke-test``, and not ``unet.json``, whose full table has more sizes and variants), then it prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions,
 thread counts, every script's own JSON under ``details``). The machine name defaults to the CPU
 count and model (``cpu2-intel-xeon-processor``); torch's CUDA device, when there is one, is
-recorded, but the figures are CPU figures: the scripts time CPU code. GPU figures and checks
-come from ``benchmarks/gpu.sh`` (``bench_rl.py``/``bench_unet.py --device cuda`` and
-``check_gpu.py``; an H200's are in ``benchmarks/gpu-h200``).
+With a CUDA GPU (``--device auto``, the default, or ``--device cuda``) the learners, the U-Net
+(fp32 and bf16 autocast) and the reward stage run on the GPU: the learners eager and with CUDA
+graphs (``--compile reduce-overhead``, what ``resources.compile=auto`` picks), the reward stage
+with faiss' GPU index (which needs the ``gpu`` extra), ``tge run`` as it is (it uses the GPU by
+itself); the file is then ``results-gpu<count>-<model>.json`` and only the CPU-bound figures
+(windows, dataset generation) keep their 2-core targets. ``benchmarks/gpu.sh`` has the fuller GPU
+tables and ``check_gpu.py`` the GPU checks (an H200's in ``benchmarks/gpu-h200``).
 
     .venv/bin/python benchmarks/run.py                  # about 20 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --sweep          # + the sweep benchmark (about 10 more)
     .venv/bin/python benchmarks/run.py --smoke-test     # every script at tiny sizes (a minute or two)
+    python benchmarks/run.py --skip datagen             # on a GPU machine (datagen is CPU-bound)
 """
 
 from __future__ import annotations
@@ -64,7 +69,12 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def machine_slug(info: dict[str, Any]) -> str:
+def machine_slug(info: dict[str, Any], device: str = "cpu") -> str:
+    if device == "cuda":
+        import torch
+
+        model = re.sub(r"[^a-z0-9]+", "-", info["cuda_device"].lower()).strip("-")
+        return f"gpu{torch.cuda.device_count()}-{model}"
     model = re.sub(r"\(r\)|\(tm\)|cpu|@.*", "", info["cpu"].lower())
     model = re.sub(r"[^a-z0-9]+", "-", model).strip("-")
     return f"cpu{info['logical_cpus']}-{model}"
@@ -97,7 +107,8 @@ def time_default_run(smoke: bool) -> dict[str, Any]:
         command = ["tge", "run", config, f"storage={storage}"]
         print(f"\n$ {' '.join(command)}", flush=True)
         started = time.perf_counter()
-        done = subprocess.run([str(Path(sys.executable).with_name("tge")), *command[1:]], cwd=ROOT, check=False)
+        # `python -m tge_ray.cli` is `tge`, also where the project is on PYTHONPATH but not installed
+        done = subprocess.run([sys.executable, "-m", "tge_ray.cli", *command[1:]], cwd=ROOT, check=False)
         wall = round(time.perf_counter() - started, 1)
         results = next(Path(storage).glob("*/results.json"), None)
         scores = json.loads(results.read_text())["scores"] if results else None
@@ -117,11 +128,19 @@ def _get(data: dict[str, Any], *keys: Any) -> Any:
     return data
 
 
-def summary_rows(details: dict[str, Any]) -> list[dict[str, Any]]:
-    """(figure, ours, reference, target, goal direction) rows from the scripts' JSON."""
-    rows: list[dict[str, Any]] = []
+def summary_rows(details: dict[str, Any], device: str = "cpu") -> list[dict[str, Any]]:
+    """(figure, ours, reference, target, goal direction) rows from the scripts' JSON.
 
-    def add(name: str, ours: Any, unit: str, reference: Any = None, target: Any = None, higher: bool = True):
+    On a GPU the 2-core references stay beside the figures, but their targets (set for the same
+    2-core machine) and the CPU FLOP bounds are left out.
+    """
+    rows: list[dict[str, Any]] = []
+    gpu = device == "cuda"
+
+    def add(name: str, ours: Any, unit: str, reference: Any = None, target: Any = None, higher: bool = True,
+            cpu_only: bool = False):
+        if gpu and cpu_only:
+            target = None
         met = None if ours is None or target is None else (ours >= target if higher else ours <= target)
         rows.append({"figure": name, "ours": ours, "unit": unit, "reference": reference, "target": target, "met": met})
 
@@ -130,21 +149,27 @@ def summary_rows(details: dict[str, Any]) -> list[dict[str, Any]]:
         ours = max((r["updates_per_s"] for r in rl.get("results", []) if r["algo"] == algo
                     and r["name"].startswith("tge_ray")), default=None)
         ref = _get(rl, "reference", algo) or {}
-        add(label, ours, "1/s", ref.get("updates_per_s"), ref.get("target"))
-        add(f"{label}, fp32 FLOP bound", _get(rl, "flop_bound_updates_per_s", algo), "1/s")
+        add(label, ours, "1/s", ref.get("updates_per_s"), ref.get("target"), cpu_only=True)
+        if not gpu:
+            add(f"{label}, fp32 FLOP bound", _get(rl, "flop_bound_updates_per_s", algo), "1/s")
     unet = details.get("unet", {})
     for prefix, label in (("reference", "U-Net reference size"), ("tge run default", "U-Net tge run default")):
-        row = next((r for r in unet.get("rows", []) if r["size"].startswith(prefix) and r["variant"] == "fast"), None)
         is_ref = prefix == "reference"
-        add(f"{label}: training", row and row["train_windows_per_s"], "windows/s",
-            _get(unet, "reference", "train_windows_per_s") if is_ref else None,
-            _get(unet, "target", "train_windows_per_s") if is_ref else None)
-        add(f"{label}: encoding", row and row["encode_windows_per_s"], "windows/s",
-            _get(unet, "reference", "encode_windows_per_s") if is_ref else None,
-            _get(unet, "target", "encode_windows_per_s") if is_ref else None)
-        if is_ref:
-            add(f"{label}: training, fp32 FLOP bound", row and row.get("train_flop_bound_windows_per_s"), "windows/s")
-            add(f"{label}: encoding, fp32 FLOP bound", row and row.get("encode_flop_bound_windows_per_s"), "windows/s")
+        for precision in ("fp32", "bf16"):
+            row = next((r for r in unet.get("rows", []) if r["size"].startswith(prefix) and r["variant"] == "fast"
+                        and r.get("precision", "fp32") == precision), None)
+            if row is None and precision == "bf16":
+                continue  # bf16 rows only on a GPU
+            name = label + (", bf16" if precision == "bf16" else "")
+            add(f"{name}: training", row and row["train_windows_per_s"], "windows/s",
+                _get(unet, "reference", "train_windows_per_s") if is_ref else None,
+                _get(unet, "target", "train_windows_per_s") if is_ref else None, cpu_only=True)
+            add(f"{name}: encoding", row and row["encode_windows_per_s"], "windows/s",
+                _get(unet, "reference", "encode_windows_per_s") if is_ref else None,
+                _get(unet, "target", "encode_windows_per_s") if is_ref else None, cpu_only=True)
+            if is_ref and not gpu:
+                add(f"{label}: training, fp32 FLOP bound", row and row.get("train_flop_bound_windows_per_s"), "windows/s")
+                add(f"{label}: encoding, fp32 FLOP bound", row and row.get("encode_flop_bound_windows_per_s"), "windows/s")
     reward = details.get("reward", {})
     add("Reward labelling, Ray Data", _get(reward, "labelling", "rows", "Ray Data label_rewards", "rows_per_s"), "rows/s")
     add("Reward labelling, raw faiss", _get(reward, "labelling", "rows", "raw faiss", "rows_per_s"), "rows/s")
@@ -164,7 +189,7 @@ def summary_rows(details: dict[str, Any]) -> list[dict[str, Any]]:
         datagen.get(f"random_make_dataset_{workers}_workers_steps_per_s"), "steps/s")
     run = details.get("tge_run", {})
     add(f"tge run {run.get('config', 'default')} wall", run.get("wall_seconds"), "s", None,
-        run.get("target_seconds"), higher=False)
+        run.get("target_seconds"), higher=False, cpu_only=True)
     sweep = details.get("sweep")
     if sweep:
         add("Sweep wall / sum of RL stages", sweep.get("wall_over_rl"), "x", None, 1.3, higher=False)
@@ -198,6 +223,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--machine", help="name in results-<machine>.json (default: CPU count and model)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the RL and U-Net figures")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="where the learners, the U-Net and the reward stage run (auto: cuda when torch sees a GPU)")
     parser.add_argument("--sweep", action="store_true", help="also run the 16-trial sweep benchmark")
     parser.add_argument("--skip", default="", help="comma list of rl,unet,reward,windows,datagen,run to leave out")
     parser.add_argument("--merge", action="store_true",
@@ -211,7 +238,14 @@ def main() -> None:
     smoke = args.smoke_test
 
     info = {**machine_info(), "torch_threads": args.threads, "load_avg_1min_start": os.getloadavg()[0]}
-    machine = args.machine or machine_slug(info)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if info["cuda_device"] else "cpu"
+    elif device == "cuda" and not info["cuda_device"]:
+        parser.error("--device cuda, but torch sees no CUDA GPU: use --device cpu")
+    info["device"] = device
+    on_gpu = ["--device", "cuda"] if device == "cuda" else []
+    machine = args.machine or machine_slug(info, device)
     out = args.out or HERE / f"results-{machine}.json"
     started = time.perf_counter()
     details: dict[str, Any] = {}
@@ -221,18 +255,23 @@ def main() -> None:
         details[name] = {**json.loads((HERE / f"{name}.json").read_text()), "reused_from": f"benchmarks/{name}.json"}
         skip.add(name)
     with tempfile.TemporaryDirectory(prefix="tge-bench-") as scratch:
-        tmp = Path(scratch) if smoke else HERE  # the scripts' own JSON files, refreshed together
+        # the scripts' own JSON files, refreshed together (CPU figures only: a GPU run keeps them in `details`)
+        tmp = Path(scratch) if smoke or device == "cuda" else HERE
         threads = ["--threads", str(args.threads)]
         if "rl" not in skip:
-            details["rl"] = run_script("bench_rl.py", [*threads, "--repeats", "2"] + (["--iql-updates", "30", "--rebrac-updates", "6", "--repeats", "1"] if smoke else []), tmp / "rl.json")
+            details["rl"] = run_script("bench_rl.py", [*threads, "--repeats", "2", *on_gpu]
+                                       + (["--compile", "reduce-overhead"] if on_gpu else []) + (["--iql-updates", "30", "--rebrac-updates", "6", "--repeats", "1"] if smoke else []), tmp / "rl.json")
         if "unet" not in skip:
-            unet_args = ["--sizes", "reference,default", "--variants", "fast", "--repeats", "2", *threads]
+            unet_args = ["--sizes", "reference,default", "--variants", "fast", "--repeats", "2", *threads, *on_gpu]
+            if on_gpu:
+                unet_args += ["--precisions", "fp32,bf16"]
             if smoke:
                 unet_args += ["--train-steps", "1", "--encode-steps", "1", "--repeats", "1"]
             # two of unet.json's sizes and one variant: its own file keeps the full comparison
             details["unet"] = run_script("bench_unet.py", unet_args, Path(scratch) / "unet.json")
         if "reward" not in skip:
-            details["reward"] = run_script("bench_reward.py", ["--smoke"] if smoke else [], tmp / "reward.json", "--output")
+            details["reward"] = run_script("bench_reward.py", (["--smoke"] if smoke else []) + on_gpu,
+                                           tmp / "reward.json", "--output")
         if "windows" not in skip:
             details["windows"] = run_script("bench_windows.py", ["--transitions", "50000", "--repeats", "1"] if smoke else [], tmp / "windows.json")
         if "datagen" not in skip:
@@ -242,8 +281,9 @@ def main() -> None:
         if args.sweep and "sweep" not in skip:
             details["sweep"] = run_script("bench_sweep.py", ["--smoke-test"] if smoke else [], tmp / "sweep.json")
     info["load_avg_1min_end"] = os.getloadavg()[0]
-    rows = summary_rows(details)
-    print(f"\nbenchmarks on {info['cpu']} ({info['logical_cpus']} logical CPUs, {args.threads} torch threads), "
+    rows = summary_rows(details, device)
+    where = f"{info['cuda_device']} and " if device == "cuda" else ""
+    print(f"\nbenchmarks on {where}{info['cpu']} ({info['logical_cpus']} logical CPUs, {args.threads} torch threads), "
           f"{time.perf_counter() - started:.0f} s; load average {info['load_avg_1min_start']:.1f} -> "
           f"{info['load_avg_1min_end']:.1f}")
     print_table(rows)
