@@ -44,6 +44,7 @@ def test_resolved_config_round_trips(tmp_path):
         ("methods=[tge,gail]", "drawn from"),
         ("nonsense", "must look like key.sub=value"),
         ("resources.compile=fast", "resources.compile='fast' is not allowed: expected one of 'auto', True, False"),
+        ("rl.rebrac.bc_sharpness=-1", "rl.rebrac.bc_sharpness=-1.0 is not allowed: a finite number >= 0"),
     ],
 )
 def test_bad_values_name_field_value_and_rule(override, message):

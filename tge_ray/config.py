@@ -13,6 +13,7 @@ result always carries the config that made it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -259,6 +260,10 @@ class ReBRACConfig:
             beta_i = beta (1 + r_i) / (1 + mean r) with r the reward mapped to [0, 1]: expert-like
             transitions are imitated harder, the batch mean stays beta (see
             ``tge_ray.rl.losses.adaptive_bc_weights``); ``false`` keeps beta fixed.
+        bc_sharpness: kappa >= 0. With ``adaptive_bc``, a kappa > 0 replaces the linear rule by
+            beta_i = beta exp(kappa r_i) / mean exp(kappa r) (``tge_ray.rl.losses.sharp_bc_weights``):
+            expert-like transitions are imitated up to e^kappa times harder. 0 (the default) keeps
+            the linear rule.
     """
 
     hidden: int = 256
@@ -274,6 +279,7 @@ class ReBRACConfig:
     discount: float = 0.99
     tau: float = 0.005
     adaptive_bc: bool = True
+    bc_sharpness: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("hidden", "n_layers", "batch_size", "policy_freq"):
@@ -284,6 +290,8 @@ class ReBRACConfig:
         _check(self.critic_bc_coef >= 0, "rl.rebrac.critic_bc_coef", self.critic_bc_coef, ">= 0")
         _check(self.policy_noise >= 0, "rl.rebrac.policy_noise", self.policy_noise, ">= 0")
         _check(self.noise_clip >= 0, "rl.rebrac.noise_clip", self.noise_clip, ">= 0")
+        _check(math.isfinite(self.bc_sharpness) and self.bc_sharpness >= 0, "rl.rebrac.bc_sharpness",
+               self.bc_sharpness, "a finite number >= 0")
         _in_range("rl.rebrac.discount", self.discount, 0.0, 1.0)
         _in_range("rl.rebrac.tau", self.tau, 0.0, 1.0)
 

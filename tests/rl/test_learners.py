@@ -133,6 +133,9 @@ def test_adaptive_bc_switch(transitions):
     adaptive, _ = build("rebrac", transitions)
     coef = adaptive.bc_coefficients(torch.tensor([0.0, 1.0]))
     assert coef.tolist() == pytest.approx([0.01 / 1.5, 0.02 / 1.5])
+    sharp, _ = build("rebrac", transitions, cfg=tiny_cfg(bc_sharpness=math.log(3.0)))
+    coef = sharp.bc_coefficients(torch.tensor([0.0, 1.0]))  # [1, 3] / 2
+    assert coef.tolist() == pytest.approx([0.005, 0.015])
 
 
 def test_unknown_method(transitions):

@@ -77,6 +77,19 @@ def test_adaptive_bc_weights():
     assert w.tolist() == pytest.approx([0.3 / 1.625, 0.45 / 1.625, 0.6 / 1.625, 0.6 / 1.625])
 
 
+def test_sharp_bc_weights():
+    # kappa = ln 4: exp(kappa r~) = 4^r~ = [1, 2, 4], mean 7/3 -> 0.3 * [3, 6, 12] / 7
+    w = losses.sharp_bc_weights(t([0.0, 0.5, 1.0]), 0.3, 0.0, 1.0, math.log(4.0))
+    assert w.tolist() == pytest.approx([0.9 / 7, 1.8 / 7, 3.6 / 7])
+    assert w.mean().item() == pytest.approx(0.3)
+    # the range maps rewards to [0, 1] and clips: r~ = [0, 0, 1, 1] -> [1, 1, 4, 4], mean 2.5
+    w = losses.sharp_bc_weights(t([-5.0, -1.0, 1.0, 3.0]), 0.3, -1.0, 1.0, math.log(4.0))
+    assert w.tolist() == pytest.approx([0.12, 0.12, 0.48, 0.48])
+    # a large kappa does not overflow: the top weight tends to beta_1 * B / (number at the top)
+    w = losses.sharp_bc_weights(t([0.0, 1.0]), 0.3, 0.0, 1.0, 500.0)
+    assert w.tolist() == pytest.approx([0.0, 0.6])
+
+
 def test_bc_loss():
     # per-sample squared errors [2, 4], mean 3
     assert losses.bc_loss(t([[1.0, 1.0], [0.0, 0.0]]), t([[0.0, 0.0], [0.0, 2.0]])).item() == pytest.approx(3.0)

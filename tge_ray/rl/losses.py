@@ -114,6 +114,24 @@ def adaptive_bc_weights(
     return base_coef * (1.0 + scaled) / (1.0 + scaled.mean())
 
 
+def sharp_bc_weights(
+    rewards: torch.Tensor, base_coef: float, reward_low: float, reward_high: float, sharpness: float
+) -> torch.Tensor:
+    """Per-sample actor BC weight for ReBRAC with sharpness kappa > 0, (B,) -> (B,):
+
+        r~_i = clip((r_i - r_low) / (r_high - r_low), 0, 1)
+        w_i  = beta_1 * exp(kappa r~_i) / mean_j exp(kappa r~_j)
+
+    The batch mean of w is exactly beta_1, as in :func:`adaptive_bc_weights`, but the most
+    expert-like transition can weigh up to e^kappa times the least (the linear rule: 2 times).
+    Computed as exp(kappa (r~ - 1)) <= 1, which cannot overflow.
+    """
+    span = max(reward_high - reward_low, 1e-8)
+    scaled = ((rewards - reward_low) / span).clamp(0.0, 1.0)
+    weights = torch.exp(sharpness * (scaled - 1.0))
+    return base_coef * weights / weights.mean()
+
+
 def bc_loss(predicted_actions: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Behaviour cloning: squared error summed over action dims, mean over the batch."""
     return (predicted_actions - actions).square().sum(-1).mean()

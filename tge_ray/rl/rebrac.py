@@ -22,6 +22,19 @@ transition ever leaves the support constraint (the protection against out-of-dis
 actions that ReBRAC relies on). It adds no hyper-parameter. The function is
 :func:`tge_ray.rl.losses.adaptive_bc_weights`.
 
+A sharper rule, off by default (``rebrac.bc_sharpness`` = kappa > 0):
+
+    beta_1,i  = beta_1 * exp(kappa r~_i) / mean_batch exp(kappa r~)
+
+TGE rewards of expert and random transitions can differ by only a fifth of the reward range
+(hopper, N = 30, seed 0: min-max scaled means 0.94 and 0.75), so the linear rule weighs them almost
+alike (1.94 against 1.75). kappa = 10 imitates the expert-like ones about 7 times harder and
+still keeps every weight well above zero at such a spread; a kappa of 30 releases most random
+transitions from the constraint, and scored lower. It is off by default: tried on hopper only,
+kappa = 10 raised TGE-ReBRAC's mean score over the late evaluations at N = 30 from 22 to 52,
+not to the expert (RESULTS.md, "TGE-ReBRAC with a sharper BC weight").
+:func:`tge_ray.rl.losses.sharp_bc_weights`.
+
 Differences from CORL, written down: PyTorch instead of JAX; observations are always
 normalised (CORL's locomotion default is off); LayerNorm epsilon is Flax's 1e-6; the dataset's
 next action at an episode's last row is the row's own action (CORL drops time-out rows).
@@ -84,6 +97,8 @@ class ReBRAC(Learner):
         if not self.cfg.adaptive_bc:
             return self.cfg.actor_bc_coef
         low, high = self.reward_range
+        if self.cfg.bc_sharpness > 0:
+            return losses.sharp_bc_weights(rewards, self.cfg.actor_bc_coef, low, high, self.cfg.bc_sharpness)
         return losses.adaptive_bc_weights(rewards, self.cfg.actor_bc_coef, low, high)
 
     def _critic_loss(self, batch: Batch, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
