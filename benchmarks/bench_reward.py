@@ -152,7 +152,7 @@ def bench_labelling(args: Args, cores: int) -> dict:
 
     cfg = RewardConfig(k=args.reward_k, sigma=1.0, kernel="log", batch_size=args.batch_size)
     gpu = args.device != "cpu"
-    actors = int(ray.cluster_resources().get("GPU", 0)) if gpu else cores
+    actors = max(1, int(ray.cluster_resources().get("GPU", 0))) if gpu else cores
     resources = ResourcesConfig(reward_actors=actors, use_gpu=gpu)
 
     faiss.omp_set_num_threads(cores)
