@@ -13,13 +13,15 @@ Runs, each in its own process so that one's threads and memory do not colour the
 each script's JSON also lands in its usual file (``benchmarks/rl.json`` ...; not with
 ``--smoke-test``, and not ``unet.json``, whose full table has more sizes and variants), then it prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions,
 thread counts, every script's own JSON under ``details``). The machine name defaults to the CPU
-count and model (``cpu2-intel-xeon-processor``); torch's CUDA device, when there is one, is
+count and model (``cpu2-intel-xeon-processor``).
+
 With a CUDA GPU (``--device auto``, the default, or ``--device cuda``) the learners, the U-Net
 (fp32 and bf16 autocast) and the reward stage run on the GPU: the learners eager and with CUDA
 graphs (``--compile reduce-overhead``, what ``resources.compile=auto`` picks), the reward stage
 with faiss' GPU index (which needs the ``gpu`` extra), ``tge run`` as it is (it uses the GPU by
-itself); the file is then ``results-gpu<count>-<model>.json`` and only the CPU-bound figures
-(windows, dataset generation) keep their 2-core targets. ``benchmarks/gpu.sh`` has the fuller GPU
+itself); the file is then ``results-gpu<count>-<model>.json``. Only the CPU-bound figures
+(windows, dataset generation) and the Ray Data / raw faiss ratio keep their targets there; the
+others show their 2-core reference without its target. ``benchmarks/gpu.sh`` has the fuller GPU
 tables and ``check_gpu.py`` the GPU checks (an H200's in ``benchmarks/gpu-h200``).
 
     .venv/bin/python benchmarks/run.py                  # about 20 minutes on 2 cores
