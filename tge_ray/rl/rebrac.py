@@ -30,9 +30,9 @@ TGE rewards of expert and random transitions can differ by only a fifth of the r
 (hopper, N = 30, seed 0: min-max scaled means 0.94 and 0.75), so the linear rule weighs them almost
 alike (1.94 against 1.75). kappa = 10 imitates the expert-like ones about 7 times harder and
 still keeps every weight well above zero at such a spread; a kappa of 30 releases most random
-transitions from the constraint, and scored lower. It is off by default: tried on hopper only,
-kappa = 10 raised TGE-ReBRAC's mean score over the late evaluations at N = 30 from 22 to 52,
-not to the expert (RESULTS.md, "TGE-ReBRAC with a sharper BC weight").
+transitions from the constraint, and scored lower. It is off by default: kappa = 10 raised
+TGE-ReBRAC's mean score over the late evaluations on hopper at N = 30 from 22 to 52, not to the
+expert, and did not help walker2d at N = 30 (RESULTS.md, "TGE-ReBRAC with a sharper BC weight").
 :func:`tge_ray.rl.losses.sharp_bc_weights`.
 
 Differences from CORL, written down: PyTorch instead of JAX; observations are always
