@@ -94,7 +94,7 @@ def bench_flat_index(args: Args) -> dict:
     rng = np.random.default_rng(0)
     database = rng.standard_normal((args.database, args.database_dim), dtype=np.float32)
     queries = rng.standard_normal((args.queries, args.database_dim), dtype=np.float32)
-    index = flat_index(args.database_dim, args.device)
+    index, _resources = flat_index(args.database_dim, args.device)  # the resources outlive the searches
     index.add(database)
     del database
     runs = [timed(lambda: index.search(queries, args.knn_k)) for _ in range(args.repeats)]  # one big batch
@@ -106,17 +106,16 @@ def bench_flat_index(args: Args) -> dict:
             "device": args.device, "reference_queries_per_s_2_cores": 725.0}
 
 
-def flat_index(dim: int, device: str):
-    """An empty exact L2 index: faiss' own on the CPU, or its GPU twin on GPU 0."""
+def flat_index(dim: int, device: str) -> tuple:
+    """(index, GPU resources or None): an empty exact L2 index, faiss' own or its GPU twin."""
     if device == "cpu":
-        return faiss.IndexFlatL2(dim)
-    from tge_ray.reward.knn import faiss_has_gpu
+        return faiss.IndexFlatL2(dim), None
+    from tge_ray.reward.knn import faiss_has_gpu, gpu_flat_index
 
     if not faiss_has_gpu():
         raise SystemExit("error: --device cuda needs a faiss with GPU support that sees a GPU "
                          f"(this faiss {faiss.__version__} does not): install the project's 'gpu' extra")
-    flat_index.resources = faiss.StandardGpuResources()  # kept alive with the index
-    return faiss.index_cpu_to_gpu(flat_index.resources, 0, faiss.IndexFlatL2(dim))
+    return gpu_flat_index(dim)
 
 
 def _make_embeddings(batch: dict, dim: int) -> dict:
@@ -156,7 +155,7 @@ def bench_labelling(args: Args, cores: int) -> dict:
     resources = ResourcesConfig(reward_actors=actors, use_gpu=gpu)
 
     faiss.omp_set_num_threads(cores)
-    index = flat_index(args.embedding_dim, args.device)
+    index, _resources = flat_index(args.embedding_dim, args.device)
     index.add(experts)
     results = {}
 

@@ -67,16 +67,15 @@ def machine_info() -> dict[str, Any]:
         "faiss": faiss.__version__,
         "numpy": numpy.__version__,
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_device_count": torch.cuda.device_count(),
     }
     return info
 
 
 def machine_slug(info: dict[str, Any], device: str = "cpu") -> str:
     if device == "cuda":
-        import torch
-
         model = re.sub(r"[^a-z0-9]+", "-", info["cuda_device"].lower()).strip("-")
-        return f"gpu{torch.cuda.device_count()}-{model}"
+        return f"gpu{info['cuda_device_count']}-{model}"
     model = re.sub(r"\(r\)|\(tm\)|cpu|@.*", "", info["cpu"].lower())
     model = re.sub(r"[^a-z0-9]+", "-", model).strip("-")
     return f"cpu{info['logical_cpus']}-{model}"

@@ -70,6 +70,12 @@ def _as_matrix(array: Any, name: str, dim: int | None = None) -> np.ndarray:
     return matrix
 
 
+def gpu_flat_index(dim: int) -> tuple[Any, Any]:
+    """An empty exact L2 index on GPU 0, and the faiss resources that must outlive it."""
+    resources = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(resources, 0, faiss.IndexFlatL2(dim)), resources
+
+
 def _gpu_self_test(dim: int, seed: int = 0) -> tuple[bool, str]:
     """Build CPU and GPU flat indexes on one small random set and compare their k-NN results."""
     try:
@@ -80,8 +86,7 @@ def _gpu_self_test(dim: int, seed: int = 0) -> tuple[bool, str]:
         cpu = faiss.IndexFlatL2(dim)
         cpu.add(database)
         cpu_sq, _ = cpu.search(queries, k)
-        resources = faiss.StandardGpuResources()
-        gpu = faiss.index_cpu_to_gpu(resources, 0, faiss.IndexFlatL2(dim))
+        gpu, _resources = gpu_flat_index(dim)
         gpu.add(database)
         gpu_sq, gpu_ids = gpu.search(queries, k)
         if (gpu_ids < 0).any() or (gpu_ids >= len(database)).any():
@@ -181,8 +186,7 @@ def build_index(expert_embeddings: np.ndarray, use_gpu: UseGpu = "auto",
         if faiss_has_gpu():
             ok, why = _gpu_self_test(dim)
             if ok:
-                resources = faiss.StandardGpuResources()
-                gpu_index = faiss.index_cpu_to_gpu(resources, 0, faiss.IndexFlatL2(dim))
+                gpu_index, resources = gpu_flat_index(dim)
                 gpu_index.add(experts)
                 return ExpertIndex(gpu_index, experts, "gpu", resources)
             logger.warning("faiss GPU self-test failed (%s); using the CPU index", why)

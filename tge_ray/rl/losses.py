@@ -96,6 +96,12 @@ def rebrac_actor_loss(
     return (bc_coef * penalty - scale * q_values).mean()
 
 
+def _unit_rewards(rewards: torch.Tensor, reward_low: float, reward_high: float) -> torch.Tensor:
+    """r~ = clip((r - r_low) / (r_high - r_low), 0, 1), the rewards mapped to [0, 1]."""
+    span = max(reward_high - reward_low, 1e-8)
+    return ((rewards - reward_low) / span).clamp(0.0, 1.0)
+
+
 def adaptive_bc_weights(
     rewards: torch.Tensor, base_coef: float, reward_low: float, reward_high: float
 ) -> torch.Tensor:
@@ -109,8 +115,7 @@ def adaptive_bc_weights(
     are imitated up to twice as hard, the rest are never released from the constraint by more
     than half. Why in :mod:`tge_ray.rl.rebrac`.
     """
-    span = max(reward_high - reward_low, 1e-8)
-    scaled = ((rewards - reward_low) / span).clamp(0.0, 1.0)
+    scaled = _unit_rewards(rewards, reward_low, reward_high)
     return base_coef * (1.0 + scaled) / (1.0 + scaled.mean())
 
 
@@ -126,9 +131,7 @@ def sharp_bc_weights(
     expert-like transition can weigh up to e^kappa times the least (the linear rule: 2 times).
     Computed as exp(kappa (r~ - 1)) <= 1, which cannot overflow.
     """
-    span = max(reward_high - reward_low, 1e-8)
-    scaled = ((rewards - reward_low) / span).clamp(0.0, 1.0)
-    weights = torch.exp(sharpness * (scaled - 1.0))
+    weights = torch.exp(sharpness * (_unit_rewards(rewards, reward_low, reward_high) - 1.0))
     return base_coef * weights / weights.mean()
 
 
