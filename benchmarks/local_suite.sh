@@ -6,10 +6,10 @@
 #
 # For each task in TASKS, N in {200, 30, 0} expert trajectories mixed
 # into tge/<task>/random-v0, one demo, and each seed: `tge run` with IQL as the TGE backbone
-# (TGE-IQL, BC on all data, oracle-reward IQL), then `tge run` with ReBRAC (TGE-ReBRAC only; it
-# reuses the diffusion model, embeddings and rewards). Then two ablations on hopper and on
-# walker2d (those in TASKS), N = 30: H = 1 against the default H = 32, and the gaussian against
-# the default log kernel.
+# (TGE-IQL, BC on all data, oracle-reward IQL), then `tge run` with ReBRAC and with TGE-filtered
+# BC (TGE only; they reuse the diffusion model, embeddings and rewards). Then two ablations on hopper and on
+# walker2d (those in TASKS), N = 30, with TGE-IQL and TGE-filtered BC: H = 1 against the default
+# H = 32, and the gaussian against the default log kernel.
 # LANES runs go at once (each a local Ray with torch_threads=1). Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -30,17 +30,21 @@ for task in $TASKS; do  # datasets first, once (not inside parallel runs)
   tge data make "tge/$task/expert-v0" -q
 done
 
-cell() {  # task N seed: the IQL run (tge, bc, oracle), then the ReBRAC run (tge)
+cell() {  # task N seed: the IQL run (tge, bc, oracle), then the ReBRAC and filtered-BC runs (tge)
   local task=$1 n=$2 seed=$3
   local data=(task.offline="tge/$task/random-v0" task.expert="tge/$task/expert-v0" task.n_expert_trajs="$n")
   tge run -q "${data[@]}" "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-iql-s$seed"
-  tge run -q "${data[@]}" "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-rebrac-s$seed" \
-    rl.backbone=rebrac 'methods=[tge]'
+  for backbone in rebrac fbc; do
+    tge run -q "${data[@]}" "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-$backbone-s$seed" \
+      rl.backbone=$backbone 'methods=[tge]'
+  done
 }
-ablation() {  # name seed override...: N=30, TGE-IQL only (hopper unless the overrides name a task)
+ablation() {  # name seed override...: N=30, TGE-IQL and TGE-filtered BC (hopper unless the overrides name a task)
   local name=$1 seed=$2; shift 2
-  tge run -q task.n_expert_trajs=30 "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$name-s$seed" \
-    'methods=[tge]' "$@"
+  for backbone in iql fbc; do
+    tge run -q task.n_expert_trajs=30 "${BUDGET[@]}" seed="$seed" storage="$STORAGE" name="$name-$backbone-s$seed" \
+      rl.backbone=$backbone 'methods=[tge]' "$@"
+  done
 }
 export -f cell ablation
 export STORAGE

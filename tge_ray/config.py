@@ -297,22 +297,43 @@ class ReBRACConfig:
 
 
 @dataclass
+class FilteredBCConfig:
+    """TGE-filtered BC (``rl.backbone=fbc``): %BC with the episode's mean TGE reward as its score.
+
+    Attributes:
+        fraction: share of D_mu's transitions to keep, in (0, 1]: whole episodes are taken in
+            order of their mean TGE reward until they hold at least this share, and BC (the
+            baseline's ``rl.bc_*`` network and optimiser) trains on them alone. 0.1 is the
+            %BC of Chen et al. (2021). See ``tge_ray.rl.filtered``.
+    """
+
+    fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.fraction <= 1.0, "rl.fbc.fraction", self.fraction, "must lie in (0, 1]")
+
+
+@dataclass
 class RLConfig:
     """Offline RL on the labelled transitions.
 
     Attributes:
-        backbone: ``iql`` (default) or ``rebrac`` for TGE; BC and oracle-IQL are baselines
+        backbone: ``iql`` (default), ``rebrac``, or ``fbc`` (TGE-filtered BC: BC on the
+            episodes of highest mean TGE reward) for TGE; BC and oracle-IQL are baselines
             chosen with ``methods``.
         steps: gradient updates.
         iql: IQL hyper-parameters (also used by the oracle baseline).
         rebrac: ReBRAC hyper-parameters.
-        bc_hidden, bc_layers, bc_lr, bc_batch_size: the BC baseline's MLP and optimiser.
+        fbc: filtered BC's share of D_mu.
+        bc_hidden, bc_layers, bc_lr, bc_batch_size: the MLP and optimiser of BC (the baseline
+            and the ``fbc`` backbone).
     """
 
-    backbone: Literal["iql", "rebrac"] = "iql"
+    backbone: Literal["iql", "rebrac", "fbc"] = "iql"
     steps: int = 100000
     iql: IQLConfig = field(default_factory=IQLConfig)
     rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)
+    fbc: FilteredBCConfig = field(default_factory=FilteredBCConfig)
     bc_hidden: int = 256
     bc_layers: int = 2
     bc_lr: float = 3e-4

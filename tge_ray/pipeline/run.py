@@ -54,6 +54,7 @@ class RunResult:
     separation: dict[str, float]
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    selection: dict[str, Any] | None = None  # what filtered BC (backbone fbc) kept of D_mu
 
 
 # ----------------------------------------------------------------------------- Ray session
@@ -327,9 +328,9 @@ def policy_stage(
 
     learner = resolve_method(method, cfg.rl)
     rl_fields = {"steps": cfg.rl.steps}
-    if learner == "bc":
+    if learner in ("bc", "fbc"):
         rl_fields.update(hidden=cfg.rl.bc_hidden, layers=cfg.rl.bc_layers, lr=cfg.rl.bc_lr, batch=cfg.rl.bc_batch_size)
-    else:
+    if learner != "bc":
         rl_fields.update(to_dict(getattr(cfg.rl, learner)))
     deps = {
         "method": method,
@@ -358,13 +359,20 @@ def policy_stage(
         )
 
     device = local_device(cfg.resources.use_gpu)
+    transitions, selected = _transitions(task, train_rewards), {}
+    if learner == "fbc":
+        from tge_ray.rl.filtered import top_episodes
+
+        selection = top_episodes(train_rewards, task.mixed.episode_ids, cfg.rl.fbc.fraction)
+        transitions = transitions.subset(selection.mask)
+        selected = {"selection": selection.to_dict(task.expert_flags if task.n_expert_trajs else None)}
 
     def build(folder: Path) -> dict[str, Any]:
         result = train_policy(
             method,
             cfg.rl,
             cfg.evaluation,
-            _transitions(task, train_rewards),
+            transitions,
             env_id=env_id,
             env_kwargs=env_kwargs,
             ref_min=ref_min,
@@ -387,6 +395,7 @@ def policy_stage(
             "steps": result.steps,
             "seconds": result.seconds,
             "device": device,
+            **selected,
         }
 
     return store.get_or_build(f"policy-{method}", deps, build)
@@ -396,7 +405,7 @@ def policy_stage(
 
 
 def method_label(method: str, cfg: ExperimentConfig) -> str:
-    """Result key: ``tge-iql``/``tge-rebrac``, ``bc``, ``oracle-iql``."""
+    """Result key: ``tge-iql``/``tge-rebrac``/``tge-fbc``, ``bc``, ``oracle-iql``."""
     if method == "tge":
         return f"tge-{cfg.rl.backbone}"
     if method == "oracle":
@@ -479,7 +488,7 @@ def _run_stages(
         rewards = artifacts["rewards"] = reward_stage(cfg, store, artifacts["embeddings"], task)
         separation = store.manifest(rewards)["facts"]["separation"]
     # 6. policies
-    scores, returns = {}, {}
+    scores, returns, selection = {}, {}, None
     for method in cfg.methods:
         label = method_label(method, cfg)
         _say(progress, f"[6/6] policy: {label}, {cfg.rl.steps} updates")
@@ -487,11 +496,13 @@ def _run_stages(
         facts = store.manifest(artifact)["facts"]
         scores[label] = float(facts["score"])
         returns[label] = (float(facts["return_mean"]), float(facts["return_std"]))
+        selection = facts.get("selection", selection)
     result = RunResult(
         run_dir=Path(),
         scores=scores,
         returns=returns,
         separation=separation,
+        selection=selection,
         artifacts={name: {"name": a.name, "path": str(a.path), "reused": a.reused} for name, a in artifacts.items()},
     )
     result.run_dir = _write_run_folder(cfg, store, task, artifacts, result, run_root)
@@ -535,6 +546,7 @@ def _write_run_folder(
             "scores": result.scores,
             "returns": {k: {"mean": m, "std": s} for k, (m, s) in result.returns.items()},
             "separation": result.separation,
+            **({"filtered_bc": result.selection} if result.selection else {}),
             "reward_scaling": scaling,
             "eval_history": history,
             "task": task.summary(),
@@ -596,5 +608,9 @@ def _print_table(cfg: ExperimentConfig, result: RunResult) -> None:
             lines.append("  ".join("-" * width for width in widths))
     if result.separation:
         lines.append(_separation_line(result.separation, cfg.reward.kernel))
+    if result.selection:
+        from tge_ray.rl.filtered import describe
+
+        lines.append(describe(result.selection))
     lines.append(f"run folder: {result.run_dir}")
     print("\n".join(lines))

@@ -429,6 +429,11 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
         ))
         if isinstance(results.get("reward_scaling"), dict):
             blocks.append(Paragraph(_scaling_line(results["reward_scaling"])))
+        if isinstance(results.get("filtered_bc"), dict):
+            from tge_ray.rl.filtered import describe
+
+            blocks.append(Paragraph(f"TGE-{describe(results['filtered_bc'])} (episodes ranked by their mean "
+                                    "scaled TGE reward)."))
     if "rewards" in (results.get("artifacts") or {}):
         blocks += _diagnostic_figures(run, figures, kernel)
     else:
@@ -585,7 +590,7 @@ def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
 
 # ----------------------------------------------------------------------------- a folder of runs
 
-METHOD_ORDER = ("tge-iql", "tge-rebrac", "bc", "oracle-iql")
+METHOD_ORDER = ("tge-iql", "tge-rebrac", "tge-fbc", "bc", "oracle-iql")
 
 
 @dataclass
@@ -612,7 +617,7 @@ def load_runs(folder: Path) -> RunsFolder:
 GROUP_KEYS = ("task.offline", "task.n_expert_trajs", "windows.horizon", "reward.kernel")
 """The collection table's row labels: offline dataset, N expert trajectories, H, kernel."""
 NOT_A_SETTING = ("seed", "name", "storage", "methods", "rl.backbone", "resources.")
-"""Config keys that do not make runs different experiments: seeds are averaged, the two backbones
+"""Config keys that do not make runs different experiments: seeds are averaged, the backbones
 of one cell share BC and oracle, and resources change speed, not results."""
 
 
@@ -636,8 +641,10 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
         return "tge" in methods and backbone == "rebrac"
     if key.startswith("rl.iql."):
         return ("tge" in methods and backbone == "iql") or "oracle" in methods
+    if key.startswith("rl.fbc."):
+        return "tge" in methods and backbone == "fbc"
     if key.startswith("rl.bc_"):
-        return "bc" in methods
+        return "bc" in methods or ("tge" in methods and backbone == "fbc")
     if key.startswith(("windows.", "diffusion.", "reward.")):
         return "tge" in methods
     return True

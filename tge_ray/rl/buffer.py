@@ -10,6 +10,7 @@ NumPy -> torch copy and no host round trip.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -72,6 +73,11 @@ class Transitions:
         """The same transitions with other rewards (e.g. TGE vs the true ones)."""
         return Transitions(self.observations, self.actions, rewards, self.next_observations,
                            self.terminals, self.next_actions)
+
+    def subset(self, rows: np.ndarray) -> Transitions:
+        """The transitions at ``rows`` (a boolean mask or indices), in their order."""
+        values = (getattr(self, f.name) for f in dataclasses.fields(self))
+        return Transitions(*(None if value is None else value[rows] for value in values))
 
     def with_next_actions(self) -> Transitions:
         """Fill ``next_actions`` from row order when absent.

@@ -24,7 +24,7 @@ from tge_ray.config import RLConfig
 from tge_ray.rl.buffer import Batch, Transitions, TransitionSampler
 from tge_ray.rl.nets import TanhPolicy
 
-METHODS = ("iql", "rebrac", "bc")
+METHODS = ("iql", "rebrac", "bc", "fbc")
 
 
 def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
@@ -199,7 +199,10 @@ def make_learner(
     reward_range: tuple[float, float] | None = None,
     compile: bool | str = False,
 ) -> Learner:
-    """Build a learner: ``iql`` (also the oracle: pass the true rewards), ``rebrac`` or ``bc``.
+    """Build a learner: ``iql`` (also the oracle: pass the true rewards), ``rebrac``, or ``bc``.
+
+    ``fbc`` (TGE-filtered BC) is the BC learner: what filters it is the data it is given
+    (``tge_ray.rl.filtered.top_episodes``, applied by the pipeline).
 
     ``reward_range`` (min, max of the training rewards) feeds ReBRAC's adaptive BC weight;
     ``None`` assumes rewards already scaled to [0, 1] (``reward.scale=minmax``). ``compile``
@@ -217,7 +220,7 @@ def make_learner(
         from tge_ray.rl.rebrac import ReBRAC
 
         return ReBRAC(rl_cfg.rebrac, reward_range=reward_range, **common)
-    if method == "bc":
+    if method in ("bc", "fbc"):
         from tge_ray.rl.bc import BC
 
         return BC(hidden=rl_cfg.bc_hidden, n_layers=rl_cfg.bc_layers, lr=rl_cfg.bc_lr,

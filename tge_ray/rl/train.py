@@ -42,7 +42,7 @@ class PolicyResult:
     """What one policy training gives back.
 
     Attributes:
-        method: learner that was trained (``iql``, ``rebrac`` or ``bc``).
+        method: learner that was trained (``iql``, ``rebrac``, ``bc`` or ``fbc``).
         score: normalised score of the final policy.
         return_mean, return_std: the final policy's returns.
         eval_history: (step, normalised score) of every evaluation, final included.
@@ -121,7 +121,10 @@ def train_policy(
     eval_num_cpus: float = 1.0,
     compile: bool | str = False,
 ) -> PolicyResult:
-    """Train ``method`` (``iql``/``rebrac``/``bc``, or ``tge``/``oracle``) and evaluate it.
+    """Train ``method`` (``iql``/``rebrac``/``bc``/``fbc``, or ``tge``/``oracle``) and evaluate it.
+
+    ``fbc`` trains BC on ``transitions`` as given: the caller selects them
+    (``tge_ray.rl.filtered.top_episodes``).
 
     ``report({"step", "score"})`` is called once per evaluation, in step order, when its result
     arrives (for Tune's ASHA). ``use_ray=None`` evaluates in Ray tasks when Ray is initialised
