@@ -194,20 +194,25 @@ def _copy_run(run_dir: Path, folder: Path, name: str, changes: dict) -> Path:
 
 def test_folder_of_runs_averages_seeds_but_never_other_settings(finished_run, tmp_path, capsys):
     """Seeds of one experiment share a row; a run with another RL budget gets its own row, and
-    a setting of a backbone the run does not train (rl.rebrac for an IQL run) splits nothing."""
+    a setting of a backbone the run does not train (rl.rebrac or rl.fbc for an IQL run) splits
+    nothing, while it does split runs of that backbone."""
     runs = tmp_path / "runs"
     runs.mkdir()
     _copy_run(finished_run, runs, "a", {"seed": 0})
     _copy_run(finished_run, runs, "b", {"seed": 1, "rl.rebrac.batch_size": 7})
     _copy_run(finished_run, runs, "c", {"seed": 0, "rl.steps": 9999})
+    _copy_run(finished_run, runs, "d", {"seed": 2, "rl.fbc.fraction": 0.5})
+    _copy_run(finished_run, runs, "e", {"seed": 0, "rl.backbone": "fbc"})
+    _copy_run(finished_run, runs, "f", {"seed": 1, "rl.backbone": "fbc", "rl.fbc.fraction": 0.5})
     code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
     assert code == 0, err
     text = (tmp_path / "out" / "report.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| test/hopper/random-v0 ")]
-    assert len(rows) == 2, rows
-    (averaged,) = [row for row in rows if "rl.steps=9999" not in row]
+    assert len(rows) == 3, rows
+    (averaged,) = [row for row in rows if "rl.steps=9999" not in row and "rl.fbc" not in row]
     (longer,) = [row for row in rows if "rl.steps=9999" in row]
-    assert "(2)" in averaged and "(1)" in longer and "rebrac" not in averaged
+    (fraction,) = [row for row in rows if "rl.fbc.fraction=0.5" in row]
+    assert "(3)" in averaged and "(1)" in longer and "(1)" in fraction and "rebrac" not in averaged
     assert "| other settings |" in text
 
 
