@@ -359,15 +359,15 @@ def policy_stage(
         )
 
     device = local_device(cfg.resources.use_gpu)
-    transitions, selected = _transitions(task, train_rewards), {}
-    if learner == "fbc":
-        from tge_ray.rl.filtered import top_episodes
-
-        selection = top_episodes(train_rewards, task.mixed.episode_ids, cfg.rl.fbc.fraction)
-        transitions = transitions.subset(selection.mask)
-        selected = {"selection": selection.to_dict(task.expert_flags if task.n_expert_trajs else None)}
 
     def build(folder: Path) -> dict[str, Any]:
+        transitions, selected = _transitions(task, train_rewards), {}
+        if learner == "fbc":  # filtered BC: the learner is BC, the data the best episodes
+            from tge_ray.rl.filtered import top_episodes
+
+            selection = top_episodes(train_rewards, task.mixed.episode_ids, cfg.rl.fbc.fraction)
+            transitions = transitions.subset(selection.mask)
+            selected = {"selection": selection.to_dict(task.expert_flags if task.n_expert_trajs else None)}
         result = train_policy(
             method,
             cfg.rl,

@@ -17,7 +17,6 @@ The learner is the BC one; what makes it filtered BC is the data it is given, ch
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +49,8 @@ class Selection:
             "transitions": self.transitions, "transitions_total": int(self.mask.size),
             "threshold": float(self.threshold),
         }
-        if expert_flags is not None:
-            kept = np.asarray(expert_flags, bool)[self.mask]
-            info["expert_share"] = float(kept.mean()) if kept.size else float("nan")
+        if expert_flags is not None:  # at least one episode is always kept
+            info["expert_share"] = float(np.asarray(expert_flags, bool)[self.mask].mean())
         return info
 
 
@@ -85,7 +83,7 @@ def top_episodes(rewards: np.ndarray, episode_ids: np.ndarray, fraction: float) 
 def describe(info: dict[str, Any]) -> str:
     """One line for a :meth:`Selection.to_dict` (``tge run``'s table, ``tge report``)."""
     share = info.get("expert_share")
-    expert = f", {100 * share:.0f}% of them expert-flagged" if share is not None and math.isfinite(share) else ""
+    expert = f", {100 * share:.0f}% of them expert-flagged" if share is not None else ""
     return (f"filtered BC: {info['episodes']} of {info['episodes_total']} episodes, "
             f"{info['transitions']} of {info['transitions_total']} transitions{expert}; "
             f"lowest kept mean reward {info['threshold']:.3f}")
