@@ -231,6 +231,21 @@ def test_runs_older_than_task_demos_are_told_apart(finished_run, tmp_path, capsy
     assert sum("task.demos=next" in row for row in rows) == 1, rows
 
 
+def test_fbc_runs_older_than_the_prior_are_told_apart(finished_run, tmp_path, capsys):
+    """A config.yaml whose rl.fbc has no prior ranked episodes by their plain mean (prior 0),
+    not with today's default of one window: such fbc runs get their own row."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _copy_run(finished_run, runs, "today", {"seed": 0, "rl.backbone": "fbc"})
+    _copy_run(finished_run, runs, "older", {"seed": 1, "rl.backbone": "fbc", "rl.fbc.prior": _DROP})
+    code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
+            if line.startswith("| test/hopper/random-v0 ")]
+    assert len(rows) == 2, rows
+    assert sum("rl.fbc.prior=0.0" in row for row in rows) == 1, rows
+
+
 def test_corrupt_results_json(finished_run, tmp_path, capsys):
     damaged = tmp_path / finished_run.name
     shutil.copytree(finished_run, damaged, ignore=shutil.ignore_patterns("report*"))

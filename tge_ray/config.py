@@ -298,23 +298,33 @@ class ReBRACConfig:
 
 @dataclass
 class FilteredBCConfig:
-    """TGE-filtered BC (``rl.backbone=fbc``): %BC with the episode's mean TGE reward as its score.
+    """TGE-filtered BC (``rl.backbone=fbc``): %BC with the episode's TGE reward as its score.
+
+    Whole episodes of D_mu are ranked by their mean TGE reward, shrunk towards D_mu's mean
+    reward with the weight of ``prior`` windows, and taken best first up to a cut; BC (the
+    baseline's ``rl.bc_*`` network and optimiser) trains on them alone. See
+    ``tge_ray.rl.filtered``.
 
     Attributes:
-        fraction: share of D_mu's transitions to keep, in (0, 1]: whole episodes are taken in
-            order of their mean TGE reward until they hold at least this share, and BC (the
-            baseline's ``rl.bc_*`` network and optimiser) trains on them alone. It must not
-            exceed the share of expert-like data in D_mu, or the kept set fills up with the
-            best of the rest. 0.05 keeps expert episodes only in every cell of the local suite
-            with N >= 30 (the smallest expert share there is 6.9%, walker2d at N = 30); the
-            %BC default of Chen et al. (2021), 0.1, kept 32% random transitions there and
-            failed (RESULTS.md). See ``tge_ray.rl.filtered``.
+        fraction: the cut. ``auto`` (the default): Otsu's threshold on the episode scores,
+            which cuts where the scores split into two groups and needs no knowledge of how
+            much of D_mu is expert-like. A number in (0, 1]: take episodes until they hold that
+            share of D_mu's transitions; it must not exceed the share of expert-like data, or
+            the kept set fills up with the best of the rest (at 0.1, walker2d N = 30 kept 32%
+            random transitions and failed; RESULTS.md).
+        prior: weight of D_mu's mean reward in each episode's score, in windows of H
+            transitions (``windows.horizon``). One window: an episode no longer than H holds
+            about one window of evidence, and one of H steps is pulled halfway back to the
+            mean. 0: the plain episode mean (what runs before the ``auto`` cut used).
     """
 
-    fraction: float = 0.05
+    fraction: Literal["auto"] | float = "auto"
+    prior: float = 1.0
 
     def __post_init__(self) -> None:
-        _check(0.0 < self.fraction <= 1.0, "rl.fbc.fraction", self.fraction, "must lie in (0, 1]")
+        if self.fraction != "auto":
+            _check(0.0 < self.fraction <= 1.0, "rl.fbc.fraction", self.fraction, "must be auto or lie in (0, 1]")
+        _check(self.prior >= 0.0, "rl.fbc.prior", self.prior, "must be >= 0")
 
 
 @dataclass

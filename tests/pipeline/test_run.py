@@ -101,27 +101,31 @@ def test_no_expert_data_in_d_mu_writes_strict_json(ray_session, tiny_datasets, t
 
 
 def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp_path, capsys):
-    """rl.backbone=fbc: BC on the episodes of highest mean TGE reward, as many as the fraction asks."""
+    """rl.backbone=fbc at its defaults: BC on the episodes above Otsu's cut of the shrunk episode scores."""
     from tge_ray.rl.filtered import top_episodes
 
-    extra = ("rl.backbone=fbc", "rl.fbc.fraction=0.3", "methods=[tge,bc]", "rl.steps=2", "evaluation.every=2")
+    extra = ("rl.backbone=fbc", "methods=[tge,bc]", "rl.steps=2", "evaluation.every=2")
     assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path, *extra)]) == 0
     out = capsys.readouterr().out
-    assert "tge-fbc" in out and "filtered BC:" in out
+    assert "tge-fbc" in out and "filtered BC (Otsu cut):" in out
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__fbc__")]
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["scores"]) == {"tge-fbc", "bc"}
     assert results["artifacts"]["policy-tge-fbc"]["path"] != results["artifacts"]["policy-bc"]["path"]
     kept = results["filtered_bc"]
-    total = kept["transitions_total"]
-    assert 0.3 * total <= kept["transitions"] < total and kept["episodes"] < kept["episodes_total"]
-    # The same selection again from the stored rewards, with the task's episode numbers.
+    assert kept["rule"] == "auto" and 0 < kept["episodes"] < kept["episodes_total"]
+    # The same selection again from the stored rewards, the task's episode numbers, and a prior
+    # of one window (rl.fbc.prior = 1 times windows.horizon rows).
     from tge_ray.data.task import task_of_summary
 
     task = task_of_summary(results["task"])
+    horizon = results["config"]["windows"]["horizon"]
     with np.load(results["artifacts"]["rewards"]["path"] + "/rewards.npz") as npz:
-        again = top_episodes(npz["scaled"], task.mixed.episode_ids, 0.3)
+        again = top_episodes(npz["scaled"], task.mixed.episode_ids, "auto", prior=float(horizon))
+        plain = top_episodes(npz["scaled"], task.mixed.episode_ids, "auto")
     assert again.transitions == kept["transitions"] and again.threshold == pytest.approx(kept["threshold"])
+    assert plain.threshold != pytest.approx(kept["threshold"])  # the prior did enter the score
     assert kept["expert_share"] == pytest.approx(task.expert_flags[again.mask].mean())
     assert main(["report", str(run_dir)]) == 0
-    assert f"TGE-filtered BC: {kept['episodes']} of {kept['episodes_total']} episodes" in (run_dir / "report.md").read_text()
+    assert (f"TGE-filtered BC (Otsu cut): {kept['episodes']} of {kept['episodes_total']} episodes"
+            in (run_dir / "report.md").read_text())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tge_ray.rl.buffer import Transitions
-from tge_ray.rl.filtered import top_episodes
+from tge_ray.rl.filtered import otsu_count, top_episodes
 
 # Four episodes: mean rewards 1.0 (2 rows), 0.0 (3 rows), 0.9 (1 row), 0.5 (2 rows).
 REWARDS = np.array([1.0, 1.0, 0.0, 0.0, 0.0, 0.9, 0.5, 0.5])
@@ -41,7 +41,7 @@ def test_expert_share_and_counts():
     flags = np.array([1, 1, 0, 0, 0, 1, 0, 0], bool)
     info = top_episodes(REWARDS, EPISODES, 0.5).to_dict(flags)
     assert info == {"episodes": 3, "episodes_total": 4, "transitions": 5, "transitions_total": 8,
-                    "threshold": 0.5, "expert_share": pytest.approx(3 / 5)}
+                    "threshold": 0.5, "rule": "0.5", "expert_share": pytest.approx(3 / 5)}
     assert "expert_share" not in top_episodes(REWARDS, EPISODES, 0.5).to_dict()
 
 
@@ -59,3 +59,48 @@ def test_subset_keeps_every_field_in_order():
     assert kept.observations[:, 0].tolist() == [0, 1, 5] and kept.actions[:, 0].tolist() == [0, 2, 10]
     assert kept.next_observations[:, 0].tolist() == [1, 2, 6] and kept.next_actions[:, 0].tolist() == [2, 4, 12]
     assert kept.rewards.tolist() == pytest.approx([1.0, 1.0, 0.9])
+
+
+# Otsu's cut, worked by hand: between(k) = W_k (W - W_k) (mu_k - mu_rest)^2 over best-first splits.
+# Scores 1.0, 0.6, 0.5, 0.0 with equal weights: k=1 -> 1*3*(1 - 0.3667)^2 = 1.203,
+# k=2 -> 2*2*(0.8 - 0.25)^2 = 1.21, k=3 -> 3*1*(0.7 - 0)^2 = 1.47: three kept.
+# Weights 10, 1, 1, 1: k=1 -> 10*3*(1 - 0.3667)^2 = 12.03, k=2 -> 11*2*(0.9636 - 0.25)^2 = 11.20,
+# k=3 -> 12*1*(0.925 - 0)^2 = 10.27: one kept.
+@pytest.mark.parametrize(("weights", "kept"), [([1, 1, 1, 1], 3), ([10, 1, 1, 1], 1)])
+def test_otsu_count_by_hand(weights, kept):
+    assert otsu_count(np.array([1.0, 0.6, 0.5, 0.0]), np.array(weights)) == kept
+
+
+@pytest.mark.parametrize("scores", [[0.3], [0.3, 0.3, 0.3]])
+def test_otsu_keeps_everything_when_nothing_separates(scores):
+    assert otsu_count(np.array(scores), np.ones(len(scores))) == len(scores)
+
+
+def test_auto_cut_keeps_episodes_whole_and_weighs_them_by_length():
+    # Episode means 1.0 (2 rows), 0.0 (3 rows), 0.9 (1 row), 0.5 (2 rows): best first 1.0, 0.9,
+    # 0.5, 0.0 with weights 2, 1, 2, 3. k=1: 2*6*(1 - 0.3167)^2 = 5.60; k=2: 3*5*(0.9667 - 0.2)^2
+    # = 8.82; k=3: 5*3*(0.78 - 0)^2 = 9.13: episodes 0, 2 and 3.
+    selection = top_episodes(REWARDS, EPISODES, "auto")
+    assert np.flatnonzero(selection.mask).tolist() == [0, 1, 5, 6, 7]
+    assert selection.rule == "auto" and selection.threshold == 0.5
+
+
+# Episode 0: 10 rows of 0.6; episode 1: one row of 0.9; episode 2: 9 rows of 0. Mean reward
+# 6.9 / 20 = 0.345. Prior 0: means 0.6, 0.9, 0. Prior 2 rows: (6 + 0.69) / 12 = 0.5575 and
+# (0.9 + 0.69) / 3 = 0.53: the long episode now outranks the one-row one.
+PRIOR_REWARDS = np.r_[np.full(10, 0.6), [0.9], np.zeros(9)]
+PRIOR_EPISODES = np.r_[np.zeros(10, int), [1], np.full(9, 2)]
+
+
+@pytest.mark.parametrize(("prior", "rows", "threshold"), [(0.0, [10], 0.9), (2.0, list(range(10)), 0.5575)])
+def test_prior_pulls_short_episodes_towards_the_mean(prior, rows, threshold):
+    selection = top_episodes(PRIOR_REWARDS, PRIOR_EPISODES, 0.05, prior=prior)
+    assert np.flatnonzero(selection.mask).tolist() == rows
+    assert selection.threshold == pytest.approx(threshold)
+
+
+def test_bad_cut_or_prior():
+    with pytest.raises(ValueError, match="or be 'auto'"):
+        top_episodes(REWARDS, EPISODES, "most")
+    with pytest.raises(ValueError, match="prior must be >= 0"):
+        top_episodes(REWARDS, EPISODES, "auto", prior=-1.0)

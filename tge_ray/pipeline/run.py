@@ -365,7 +365,8 @@ def policy_stage(
         if learner == "fbc":  # filtered BC: the learner is BC, the data the best episodes
             from tge_ray.rl.filtered import top_episodes
 
-            selection = top_episodes(train_rewards, task.mixed.episode_ids, cfg.rl.fbc.fraction)
+            selection = top_episodes(train_rewards, task.mixed.episode_ids, cfg.rl.fbc.fraction,
+                                     prior=cfg.rl.fbc.prior * cfg.windows.horizon)
             transitions = transitions.subset(selection.mask)
             selected = {"selection": selection.to_dict(task.expert_flags if task.n_expert_trajs else None)}
         result = train_policy(

@@ -433,7 +433,7 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
             from tge_ray.rl.filtered import describe
 
             blocks.append(Paragraph(f"TGE-{describe(results['filtered_bc'])} (episodes ranked by their mean "
-                                    "scaled TGE reward)."))
+                                    "scaled TGE reward, shrunk towards D_mu's mean by rl.fbc.prior windows)."))
     if "rewards" in (results.get("artifacts") or {}):
         blocks += _diagnostic_figures(run, figures, kernel)
     else:
@@ -653,8 +653,9 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
 def _settings(run: RunFolder) -> dict[str, str]:
     """The settings that can change the run's results, as dotted keys, with today's defaults
     filled in for keys that its config.yaml predates (a new config field does not split older
-    runs off). The exception is ``task.demos``, whose default changed when it was added: a
-    config.yaml without it ran with ``next``."""
+    runs off). The exceptions are fields whose default differs from how runs before them ran:
+    a config.yaml without ``task.demos`` ran with ``next``, and one whose ``rl.fbc`` has no
+    ``prior`` ranked episodes by their plain mean (prior 0)."""
     from tge_ray.config import config_from_dict, to_dict
     from tge_ray.data.task import demos_of
     from tge_ray.errors import TGEError
@@ -662,6 +663,9 @@ def _settings(run: RunFolder) -> dict[str, str]:
     written = run.config
     if isinstance(written.get("task"), dict):  # an older config.yaml without task.demos ran with "next"
         written = {**written, "task": {**written["task"], "demos": demos_of(written["task"])}}
+    rl = written.get("rl")
+    if isinstance(rl, dict) and isinstance(rl.get("fbc"), dict) and "prior" not in rl["fbc"]:
+        written = {**written, "rl": {**rl, "fbc": {**rl["fbc"], "prior": 0.0}}}
     try:
         config = to_dict(config_from_dict(written))
     except (TGEError, TypeError, ValueError):
