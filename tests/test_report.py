@@ -216,34 +216,27 @@ def test_folder_of_runs_averages_seeds_but_never_other_settings(finished_run, tm
     assert "| other settings |" in text
 
 
-def test_runs_older_than_task_demos_are_told_apart(finished_run, tmp_path, capsys):
-    """A config.yaml without task.demos ran with the demos after the mixed-in episodes ("next"),
-    not with today's default ("last"): such runs get their own row."""
+@pytest.mark.parametrize(
+    ("same", "dropped", "label"),
+    [
+        ({}, "task.demos", "task.demos=next"),  # without task.demos: the demos after the mixed-in episodes
+        ({"rl.backbone": "fbc"}, "rl.fbc.prior", "rl.fbc.prior=0.0"),  # without a prior: plain episode means
+    ],
+)
+def test_runs_older_than_a_field_are_told_apart(finished_run, tmp_path, capsys, same, dropped, label):
+    """A config.yaml older than a field whose default is not how such runs ran (task.demos ran
+    as "next", not today's "last"; rl.fbc ranked by the plain mean, prior 0, not one window):
+    those runs get their own row, labelled with how they ran."""
     runs = tmp_path / "runs"
     runs.mkdir()
-    _copy_run(finished_run, runs, "today", {"seed": 0})
-    _copy_run(finished_run, runs, "older", {"seed": 1, "task.demos": _DROP})
+    _copy_run(finished_run, runs, "today", {"seed": 0, **same})
+    _copy_run(finished_run, runs, "older", {"seed": 1, **same, dropped: _DROP})
     code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
     assert code == 0, err
     rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
             if line.startswith("| test/hopper/random-v0 ")]
     assert len(rows) == 2, rows
-    assert sum("task.demos=next" in row for row in rows) == 1, rows
-
-
-def test_fbc_runs_older_than_the_prior_are_told_apart(finished_run, tmp_path, capsys):
-    """A config.yaml whose rl.fbc has no prior ranked episodes by their plain mean (prior 0),
-    not with today's default of one window: such fbc runs get their own row."""
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    _copy_run(finished_run, runs, "today", {"seed": 0, "rl.backbone": "fbc"})
-    _copy_run(finished_run, runs, "older", {"seed": 1, "rl.backbone": "fbc", "rl.fbc.prior": _DROP})
-    code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
-    assert code == 0, err
-    rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
-            if line.startswith("| test/hopper/random-v0 ")]
-    assert len(rows) == 2, rows
-    assert sum("rl.fbc.prior=0.0" in row for row in rows) == 1, rows
+    assert sum(label in row for row in rows) == 1, rows
 
 
 def test_corrupt_results_json(finished_run, tmp_path, capsys):
