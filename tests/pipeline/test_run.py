@@ -127,5 +127,6 @@ def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp
     assert plain.threshold != pytest.approx(kept["threshold"])  # the prior did enter the score
     assert kept["expert_share"] == pytest.approx(task.expert_flags[again.mask].mean())
     assert main(["report", str(run_dir)]) == 0
-    assert (f"TGE-filtered BC (Otsu cut): {kept['episodes']} of {kept['episodes_total']} episodes"
-            in (run_dir / "report.md").read_text())
+    text = (run_dir / "report.md").read_text()
+    assert f"TGE-filtered BC (Otsu cut): {kept['episodes']} of {kept['episodes_total']} episodes" in text
+    assert "shrunk towards D_mu's mean by 1 window(s) of H" in text

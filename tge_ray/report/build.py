@@ -432,8 +432,11 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
         if isinstance(results.get("filtered_bc"), dict):
             from tge_ray.rl.filtered import describe
 
+            fbc = (run.config.get("rl") or {}).get("fbc") or {}
+            prior = float(fbc.get("prior", 0.0))  # a config.yaml without it ranked by the plain mean
+            shrunk = f", shrunk towards D_mu's mean by {prior:g} window(s) of H" if prior else ""
             blocks.append(Paragraph(f"TGE-{describe(results['filtered_bc'])} (episodes ranked by their mean "
-                                    "scaled TGE reward, shrunk towards D_mu's mean by rl.fbc.prior windows)."))
+                                    f"scaled TGE reward{shrunk})."))
     if "rewards" in (results.get("artifacts") or {}):
         blocks += _diagnostic_figures(run, figures, kernel)
     else:
