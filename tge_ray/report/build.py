@@ -430,10 +430,9 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
         if isinstance(results.get("reward_scaling"), dict):
             blocks.append(Paragraph(_scaling_line(results["reward_scaling"])))
         if isinstance(results.get("filtered_bc"), dict):
-            from tge_ray.rl.filtered import describe
+            from tge_ray.rl.filtered import describe, prior_of
 
-            fbc = (run.config.get("rl") or {}).get("fbc") or {}
-            prior = float(fbc.get("prior", 0.0))  # a config.yaml without it ranked by the plain mean
+            prior = prior_of((run.config.get("rl") or {}).get("fbc") or {})
             shrunk = f", shrunk towards D_mu's mean by {prior:g} window(s) of H" if prior else ""
             blocks.append(Paragraph(f"TGE-{describe(results['filtered_bc'])} (episodes ranked by their mean "
                                     f"scaled TGE reward{shrunk})."))
@@ -662,13 +661,14 @@ def _settings(run: RunFolder) -> dict[str, str]:
     from tge_ray.config import config_from_dict, to_dict
     from tge_ray.data.task import demos_of
     from tge_ray.errors import TGEError
+    from tge_ray.rl.filtered import prior_of
 
     written = run.config
     if isinstance(written.get("task"), dict):  # an older config.yaml without task.demos ran with "next"
         written = {**written, "task": {**written["task"], "demos": demos_of(written["task"])}}
     rl = written.get("rl")
-    if isinstance(rl, dict) and isinstance(rl.get("fbc"), dict) and "prior" not in rl["fbc"]:
-        written = {**written, "rl": {**rl, "fbc": {**rl["fbc"], "prior": 0.0}}}
+    if isinstance(rl, dict) and isinstance(rl.get("fbc"), dict):  # an older one without rl.fbc.prior: 0
+        written = {**written, "rl": {**rl, "fbc": {**rl["fbc"], "prior": prior_of(rl["fbc"])}}}
     try:
         config = to_dict(config_from_dict(written))
     except (TGEError, TypeError, ValueError):

@@ -40,6 +40,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+PRIOR_BEFORE_THE_OPTION = 0.0  # what an fbc run whose config lacks rl.fbc.prior used: the plain mean
+
+
+def prior_of(fbc_section: dict[str, Any]) -> float:
+    """``prior`` of a config's ``rl.fbc`` section, older runs included."""
+    return float(fbc_section.get("prior", PRIOR_BEFORE_THE_OPTION))
+
 
 @dataclass(frozen=True)
 class Selection:
