@@ -1,4 +1,4 @@
-"""Updates per second of the offline RL learners (IQL batch 256, ReBRAC batch 1024, Hopper dims).
+"""Updates per second of the offline RL learners (IQL and BC batch 256, ReBRAC batch 1024, Hopper dims).
 
     .venv/bin/python benchmarks/bench_rl.py                 # full run, writes benchmarks/rl.json
     .venv/bin/python benchmarks/bench_rl.py --smoke-test    # seconds, writes nothing
@@ -206,6 +206,9 @@ def main() -> None:
            best_rate(learner_step_fn("iql", transitions, 100, False, device), warmup, iql_n, repeats, device), "train loop semantics")
     record("tge_ray ReBRAC, sync every 100", "rebrac",
            best_rate(learner_step_fn("rebrac", transitions, 100, False, device), warmup // 3, rebrac_n, repeats, device), "")
+    record("tge_ray BC, sync every 100", "bc",
+           best_rate(learner_step_fn("bc", transitions, 100, False, device), warmup, iql_n, repeats, device),
+           "the baseline's and TGE-fBC's learner")
     if args.compile:  # warm-up includes the compilation (tens of seconds), which is not timed
         mode = True if args.compile == "default" else args.compile
         suffix = "compile=True" if mode is True else f"compile mode={mode}"
@@ -215,13 +218,16 @@ def main() -> None:
                best_rate(learner_step_fn("rebrac", transitions, 100, mode, device), max(4, warmup // 3), rebrac_n,
                          repeats, device), "")
 
-    # IQL: ~0.53 GFLOP per update (4 MLPs forward+backward, 3 forward-only); ReBRAC ~3.35.
-    # The bound uses the 256^3 matmul speed, the size these layers run at.
-    bounds = {"iql": gflops / 0.53, "rebrac": gflops / 3.35}
+    # IQL: ~0.53 GFLOP per update (4 MLPs forward+backward, 3 forward-only); ReBRAC ~3.35; BC
+    # ~0.11 (one MLP forward+backward). The bound uses the 256^3 matmul speed, the size these
+    # layers run at.
+    bounds = {"iql": gflops / 0.53, "rebrac": gflops / 3.35, "bc": gflops / 0.106}
     print(f"\n{'algo':<7} {'ours (best)':>12} {'reference':>10} {'target':>8} {'fp32 bound here':>16}")
     for algo, ref in REFERENCE.items():
         ours = max(r["updates_per_s"] for r in rows if r["algo"] == algo and r["name"].startswith("tge_ray"))
         print(f"{algo:<7} {ours:12.1f} {ref['updates_per_s']:10.1f} {ref['target']:8.1f} {bounds[algo]:16.0f}")
+    bc = max(r["updates_per_s"] for r in rows if r["algo"] == "bc")
+    print(f"{'bc':<7} {bc:12.1f} {'-':>10} {'-':>8} {bounds['bc']:16.0f}")
     if smoke:
         return
     report = {

@@ -2,7 +2,7 @@
 
 Runs, each in its own process so that one's threads and memory do not colour the next:
 
-    bench_rl.py       IQL and ReBRAC updates/s (2x256 / 3x256 MLPs, batch 256 / 1024)
+    bench_rl.py       IQL, ReBRAC and BC updates/s (2x256 / 3x256 / 2x256 MLPs, batch 256 / 1024 / 256)
     bench_unet.py     U-Net training and encoding windows/s, reference size and tge run's default
     bench_reward.py   Ray Data reward labelling rows/s against raw faiss; the flat index alone
     bench_windows.py  window building (streamed windows/s, peak memory)
@@ -146,7 +146,7 @@ def summary_rows(details: dict[str, Any], device: str = "cpu") -> list[dict[str,
         rows.append({"figure": name, "ours": ours, "unit": unit, "reference": reference, "target": target, "met": met})
 
     rl = details.get("rl", {})
-    for algo, label in (("iql", "IQL updates"), ("rebrac", "ReBRAC updates")):
+    for algo, label in (("iql", "IQL updates"), ("rebrac", "ReBRAC updates"), ("bc", "BC updates")):
         ours = max((r["updates_per_s"] for r in rl.get("results", []) if r["algo"] == algo
                     and r["name"].startswith("tge_ray")), default=None)
         ref = _get(rl, "reference", algo) or {}

@@ -341,6 +341,9 @@ class RLConfig:
         fbc: filtered BC's share of D_mu.
         bc_hidden, bc_layers, bc_lr, bc_batch_size: the MLP and optimiser of BC (the baseline
             and the ``fbc`` backbone).
+        bc_lr_schedule: BC's learning rate over the updates: ``constant`` (CORL's BC), or
+            ``cosine``, annealed to 0 at the last update as IQL's actor is, so that the policy
+            that is scored is not one step of a noisy walk (RESULTS.md, "BC's learning rate").
     """
 
     backbone: Literal["iql", "rebrac", "fbc"] = "iql"
@@ -352,6 +355,7 @@ class RLConfig:
     bc_layers: int = 2
     bc_lr: float = 3e-4
     bc_batch_size: int = 256
+    bc_lr_schedule: Literal["constant", "cosine"] = "constant"
 
     def __post_init__(self) -> None:
         _positive("rl.steps", self.steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 
@@ -75,13 +76,14 @@ def test_update_returns_finite_floats(method, transitions):
     assert learner.act(transitions.observations[0]).shape == (ACT,)
 
 
-@pytest.mark.parametrize("method", ["iql", "rebrac", "bc"])
-def test_resume_equals_uninterrupted(method, transitions):
-    straight, straight_sampler = build(method, transitions)
+@pytest.mark.parametrize("method,bc_schedule", [("iql", None), ("rebrac", None), ("bc", "constant"), ("bc", "cosine")])
+def test_resume_equals_uninterrupted(method, bc_schedule, transitions):
+    cfg = dataclasses.replace(tiny_cfg(), bc_lr_schedule=bc_schedule) if bc_schedule else tiny_cfg()
+    straight, straight_sampler = build(method, transitions, cfg=cfg)
     for _ in range(5):
         straight.update(straight_sampler.sample())
 
-    first, first_sampler = build(method, transitions)
+    first, first_sampler = build(method, transitions, cfg=cfg)
     for _ in range(3):  # odd: ReBRAC resumes between a critic-only and an actor step
         first.update(first_sampler.sample())
     buffer = io.BytesIO()
@@ -89,7 +91,7 @@ def test_resume_equals_uninterrupted(method, transitions):
     buffer.seek(0)
     saved = torch.load(buffer, weights_only=True)
 
-    resumed, resumed_sampler = build(method, transitions, seed=123)  # overwritten by the load
+    resumed, resumed_sampler = build(method, transitions, seed=123, cfg=cfg)  # overwritten by the load
     resumed.load_state_dict(saved["learner"])
     resumed_sampler.load_state_dict(saved["sampler"])
     for _ in range(2):
@@ -136,6 +138,21 @@ def test_adaptive_bc_switch(transitions):
     sharp, _ = build("rebrac", transitions, cfg=tiny_cfg(bc_sharpness=math.log(3.0)))
     coef = sharp.bc_coefficients(torch.tensor([0.0, 1.0]))  # [1, 3] / 2
     assert coef.tolist() == pytest.approx([0.005, 0.015])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_bc_lr_schedule(schedule, transitions):
+    cfg = dataclasses.replace(tiny_cfg(), bc_lr_schedule=schedule)  # 10 updates
+    learner, sampler = build("bc", transitions, cfg=cfg)
+    used = []
+    for _ in range(cfg.steps):
+        learner.update(sampler.sample())
+        used.append(learner.optimizer.param_groups[0]["lr"])  # the rate the update just used
+    if schedule == "constant":
+        assert used == [cfg.bc_lr] * cfg.steps
+    else:
+        assert used[0] == cfg.bc_lr and all(a > b for a, b in zip(used, used[1:]))
+        assert used[-1] == pytest.approx(cfg.bc_lr * 0.5 * (1 + math.cos(math.pi * 0.9)))
 
 
 def test_unknown_method(transitions):

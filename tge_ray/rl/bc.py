@@ -3,6 +3,8 @@
     L = E[ ||pi(s) - a||^2 ]   (actions in [-1, 1], observations normalised)
 
 The baseline that says how much of a score comes from the data alone, without any reward.
+With ``lr_schedule="cosine"`` the learning rate anneals to 0 at the last update (IQL's actor
+schedule); ``constant`` is CORL's BC.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from tge_ray.rl import losses
 from tge_ray.rl.buffer import Batch
-from tge_ray.rl.learner import Learner, make_adam, seeded_init
+from tge_ray.rl.learner import Learner, cosine_lr, make_adam, seeded_init
 
 
 class BC(Learner):
@@ -28,9 +30,13 @@ class BC(Learner):
         n_layers: int,
         lr: float,
         batch_size: int,
+        lr_schedule: str = "constant",
         **problem: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **problem)  # the problem's dims, box, stats, seed
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown BC lr_schedule {lr_schedule!r}: use constant or cosine")
+        self.lr, self.lr_schedule = lr, lr_schedule
         device, seed = self.device, self.seed
         with seeded_init(seed):
             self.policy = self._make_policy(hidden, n_layers)
@@ -44,6 +50,8 @@ class BC(Learner):
         return losses.bc_loss(self.policy.net(batch.observations), batch.actions)
 
     def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.lr_schedule == "cosine":
+            self.optimizer.param_groups[0]["lr"] = cosine_lr(self.lr, self.step, self.total_steps)
         loss = self._loss_fn(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -224,5 +224,5 @@ def make_learner(
         from tge_ray.rl.bc import BC
 
         return BC(hidden=rl_cfg.bc_hidden, n_layers=rl_cfg.bc_layers, lr=rl_cfg.bc_lr,
-                  batch_size=rl_cfg.bc_batch_size, **common)
+                  lr_schedule=rl_cfg.bc_lr_schedule, batch_size=rl_cfg.bc_batch_size, **common)
     raise ValueError(f"unknown learner {method!r}: use one of {', '.join(METHODS)}")
