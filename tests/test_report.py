@@ -221,11 +221,13 @@ def test_folder_of_runs_averages_seeds_but_never_other_settings(finished_run, tm
     [
         ({}, "task.demos", "task.demos=next"),  # without task.demos: the demos after the mixed-in episodes
         ({"rl.backbone": "fbc"}, "rl.fbc.prior", "rl.fbc.prior=0.0"),  # without a prior: plain episode means
+        ({"rl.backbone": "fbc"}, "rl.fbc.lr", "rl.fbc.lr=0.0003"),  # without its own rate: rl.bc_lr's
     ],
 )
 def test_runs_older_than_a_field_are_told_apart(finished_run, tmp_path, capsys, same, dropped, label):
     """A config.yaml older than a field whose default is not how such runs ran (task.demos ran
-    as "next", not today's "last"; rl.fbc ranked by the plain mean, prior 0, not one window):
+    as "next", not today's "last"; rl.fbc ranked by the plain mean, prior 0, not one window, and
+    trained at rl.bc_lr, not rl.fbc.lr):
     those runs get their own row, labelled with how they ran."""
     runs = tmp_path / "runs"
     runs.mkdir()

@@ -155,6 +155,14 @@ def test_bc_lr_schedule(schedule, transitions):
         assert used[-1] == pytest.approx(cfg.bc_lr * 0.5 * (1 + math.cos(math.pi * 0.9)))
 
 
+def test_filtered_bc_has_its_own_learning_rate(transitions):
+    cfg = tiny_cfg()
+    assert cfg.fbc.lr != cfg.bc_lr
+    for method, lr in (("bc", cfg.bc_lr), ("fbc", cfg.fbc.lr)):
+        learner, _ = build(method, transitions, cfg=cfg)
+        assert learner.optimizer.param_groups[0]["lr"] == lr, method
+
+
 def test_unknown_method(transitions):
     with pytest.raises(ValueError, match="unknown learner"):
         make_learner("sac", tiny_cfg(), OBS, ACT, -1, 1, *transitions.observation_stats())

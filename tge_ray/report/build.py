@@ -645,6 +645,8 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
         return ("tge" in methods and backbone == "iql") or "oracle" in methods
     if key.startswith("rl.fbc."):
         return "tge" in methods and backbone == "fbc"
+    if key == "rl.bc_lr":  # filtered BC has its own, rl.fbc.lr
+        return "bc" in methods
     if key.startswith("rl.bc_"):
         return "bc" in methods or ("tge" in methods and backbone == "fbc")
     if key.startswith(("windows.", "diffusion.", "reward.")):
@@ -656,19 +658,20 @@ def _settings(run: RunFolder) -> dict[str, str]:
     """The settings that can change the run's results, as dotted keys, with today's defaults
     filled in for keys that its config.yaml predates (a new config field does not split older
     runs off). The exceptions are fields whose default differs from how runs before them ran:
-    a config.yaml without ``task.demos`` ran with ``next``, and one whose ``rl.fbc`` has no
-    ``prior`` ranked episodes by their plain mean (prior 0)."""
+    a config.yaml without ``task.demos`` ran with ``next``, one whose ``rl.fbc`` has no
+    ``prior`` ranked episodes by their plain mean (prior 0), and one whose ``rl.fbc`` has no
+    ``lr`` trained filtered BC at ``rl.bc_lr``."""
     from tge_ray.config import config_from_dict, to_dict
     from tge_ray.data.task import demos_of
     from tge_ray.errors import TGEError
-    from tge_ray.rl.filtered import prior_of
+    from tge_ray.rl.filtered import lr_of, prior_of
 
     written = run.config
     if isinstance(written.get("task"), dict):  # an older config.yaml without task.demos ran with "next"
         written = {**written, "task": {**written["task"], "demos": demos_of(written["task"])}}
     rl = written.get("rl")
-    if isinstance(rl, dict) and isinstance(rl.get("fbc"), dict):  # an older one without rl.fbc.prior: 0
-        written = {**written, "rl": {**rl, "fbc": {**rl["fbc"], "prior": prior_of(rl["fbc"])}}}
+    if isinstance(rl, dict) and isinstance(rl.get("fbc"), dict):  # older: no rl.fbc.prior (0) or lr (rl.bc_lr)
+        written = {**written, "rl": {**rl, "fbc": {**rl["fbc"], "prior": prior_of(rl["fbc"]), "lr": lr_of(rl)}}}
     try:
         config = to_dict(config_from_dict(written))
     except (TGEError, TypeError, ValueError):

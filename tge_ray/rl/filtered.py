@@ -48,6 +48,15 @@ def prior_of(fbc_section: dict[str, Any]) -> float:
     return float(fbc_section.get("prior", PRIOR_BEFORE_THE_OPTION))
 
 
+def lr_of(rl_section: dict[str, Any]) -> float:
+    """Filtered BC's learning rate in a config's ``rl`` section: ``fbc.lr``, or for a run older
+    than that option, the baseline's ``bc_lr``, which it trained with then."""
+    from tge_ray.config import RLConfig
+
+    fbc = rl_section.get("fbc") or {}
+    return float(fbc.get("lr", rl_section.get("bc_lr", RLConfig.bc_lr)))
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which transitions filtered BC trains on.
