@@ -319,9 +319,9 @@ class FilteredBCConfig:
         lr: filtered BC's learning rate (the baseline BC keeps ``rl.bc_lr``, CORL's 3e-4). The
             kept episodes are few and clean, and at 5000 updates BC on them at 3e-4 was still
             learning: walker2d scored 89 at 5000 updates and 98 at 20000, and 98 at 5000 with
-            1e-3, which left hopper at 100 (RESULTS.md, "Walker2d: filtered BC is short of
-            updates at 5000"). BC on all of D_mu does not gain from it: it fits the random
-            data faster.
+            1e-3, which left hopper at 100 (RESULTS.md, "Walker2d: filtered BC was short of
+            updates at 5000"). On all of D_mu the same rate helped walker2d at N = 200 and
+            hurt it at N = 30, so the baseline keeps CORL's.
     """
 
     fraction: Literal["auto"] | float = "auto"
