@@ -350,8 +350,9 @@ class RLConfig:
         bc_hidden, bc_layers, bc_lr, bc_batch_size: the MLP and optimiser of BC (the baseline
             and the ``fbc`` backbone, which has its own learning rate, ``fbc.lr``).
         bc_lr_schedule: BC's learning rate over the updates: ``constant`` (CORL's BC), or
-            ``cosine``, annealed to 0 at the last update as IQL's actor is, so that the policy
-            that is scored is not one step of a noisy walk (RESULTS.md, "BC's learning rate").
+            ``cosine``, annealed to 0 at the last update as IQL's actor is. On walker2d's
+            filtered BC, cosine did worse at 5000 updates and was mixed at 20000 (RESULTS.md,
+            "Walker2d: filtered BC was short of updates at 5000").
     """
 
     backbone: Literal["iql", "rebrac", "fbc"] = "iql"
