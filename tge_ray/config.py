@@ -190,6 +190,12 @@ class RewardConfig:
             episode shorter than H keeps its first window). Padded windows show a frozen
             system; when episodes end by a time limit, standing still is then close to the
             demo's last windows and earns expert-like reward (see RESULTS.md, halfcheetah).
+        skip_demo_start: windows left out of Z_E at the start of each demo episode (0, the
+            default, keeps them all, as DESIGN.md). Every episode starts from the reset state,
+            so the demo's first windows look like the first windows of every random episode;
+            on halfcheetah at N = 0 most windows of D_mu have their nearest demo window among
+            its first 50, and the reward then pays for standing at rest (RESULTS.md,
+            halfcheetah N = 0). An episode shorter than this keeps its last window.
         batch_size: windows per Ray Data batch in the embedding and reward stages.
     """
 
@@ -198,10 +204,12 @@ class RewardConfig:
     sigma: float = 1.0
     scale: Literal["minmax", "standard", "none"] = "minmax"
     expert_windows: Literal["all", "complete"] = "all"
+    skip_demo_start: int = 0
     batch_size: int = 4096
 
     def __post_init__(self) -> None:
         _check(self.k >= 1, "reward.k", self.k, "must be >= 1")
+        _check(self.skip_demo_start >= 0, "reward.skip_demo_start", self.skip_demo_start, "must be >= 0")
         _positive("reward.sigma", self.sigma)
         _positive("reward.batch_size", self.batch_size)
 

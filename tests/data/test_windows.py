@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tge_ray.data.windows import Windows, complete_windows, window_of
+from tge_ray.data.windows import Windows, after_start, complete_windows, window_of
 from tge_ray.errors import ConfigError, DataError
 
 
@@ -93,3 +93,12 @@ def test_ray_dataset_in_order_or_one_seeded_permutation(ray_session):
     np.testing.assert_array_equal(again, index)  # same seed, same order
     other, _ = _dataset_rows(to_ray_dataset(windows, batch_size=64, shuffle_seed=8))
     assert not np.array_equal(other, index)
+
+
+def test_after_start_drops_each_episodes_first_rows():
+    ids = np.array([0, 0, 0, 0, 0, 3, 3, 7])  # lengths 5, 2 and 1
+    expected = [False, False, False, True, True, False, True, True]  # short episodes keep their last row
+    np.testing.assert_array_equal(after_start(ids, 3), expected)
+    assert after_start(ids, 0).all()
+    with pytest.raises(DataError, match="non-empty"):
+        after_start(np.array([]), 3)

@@ -10,6 +10,7 @@ import pytest
 from tge_ray.cli import main, resolve_config_path
 from tge_ray.config import load_config
 from tge_ray.pipeline.run import run_experiment
+from tge_ray.reward.kernels import kernel_reward
 
 
 def _smoke(tiny_datasets, storage, *extra):
@@ -52,6 +53,23 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
         with np.load(artifact["path"] + "/rewards.npz") as npz:
             raws.append(npz["raw"])
     assert raws[0].shape == raws[1].shape and not np.array_equal(raws[0], raws[1])
+
+    # reward.skip_demo_start=4 leaves the demo's first 4 windows out of the index: the rewards
+    # are the kernel of the distances to the other windows, computed here by brute force.
+    cfg = load_config(run_dir / "config.yaml", ["reward.skip_demo_start=4", "methods=[tge]", "rl.steps=1"])
+    skipped = run_experiment(cfg, progress=False)
+    assert skipped.artifacts["embeddings"]["reused"] and not skipped.artifacts["rewards"]["reused"]
+    with np.load(skipped.artifacts["embeddings"]["path"] + "/embeddings.npz") as npz:
+        mixed, demos = npz["mixed"].astype(np.float64), npz["demos"].astype(np.float64)
+    with np.load(skipped.artifacts["rewards"]["path"] + "/rewards.npz") as npz:
+        raw = npz["raw"]
+    assert len(demos) > 4  # one demo episode, longer than the skip
+    index = demos[4:]
+    squared = (mixed**2).sum(1)[:, None] + (index**2).sum(1)[None, :] - 2 * mixed @ index.T
+    nearest = np.sqrt(np.clip(np.sort(squared, axis=1)[:, : cfg.reward.k], 0, None))
+    expected = kernel_reward(nearest, cfg.reward.kernel, cfg.reward.sigma)
+    np.testing.assert_allclose(raw, expected, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(raw, raws[0], atol=1e-4)
 
 
 def test_same_seed_gives_identical_rewards(ray_session, tiny_datasets, tmp_path):

@@ -136,6 +136,19 @@ def complete_windows(episode_ids: np.ndarray, horizon: int) -> np.ndarray:
     return keep
 
 
+def after_start(episode_ids: np.ndarray, skip: int) -> np.ndarray:
+    """(N,) bool: True from the ``skip``-th row of each episode on; an episode no longer than
+    ``skip`` keeps its last row. Used for ``reward.skip_demo_start``."""
+    episode_ids = np.asarray(episode_ids)
+    if episode_ids.ndim != 1 or episode_ids.size == 0:
+        raise DataError(f"episode_ids must be a non-empty (N,) array, got shape {episode_ids.shape}")
+    boundaries = np.flatnonzero(np.diff(episode_ids) != 0) + 1
+    starts = np.concatenate([[0], boundaries])
+    lengths = np.diff(np.concatenate([starts, [episode_ids.size]]))
+    position = np.arange(episode_ids.size) - np.repeat(starts, lengths)
+    return position >= np.repeat(np.minimum(skip, lengths - 1), lengths)
+
+
 def window_of(observations: np.ndarray, episode_ids: np.ndarray, horizon: int, t: int) -> np.ndarray:
     """Reference definition of one window, written plainly (used by tests and docs)."""
     episode = episode_ids[t]

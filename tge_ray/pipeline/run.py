@@ -34,7 +34,7 @@ import numpy as np
 from tge_ray.config import ExperimentConfig, dump_config, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
 from tge_ray.data.task import DEMOS_BEFORE_THE_OPTION, LfOTask, build_task
-from tge_ray.data.windows import Windows, complete_windows, to_ray_dataset
+from tge_ray.data.windows import Windows, after_start, complete_windows, to_ray_dataset
 from tge_ray.errors import ConfigError, DataError, TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
 from tge_ray.seeding import seed_everything
@@ -236,10 +236,14 @@ def embedding_stage(
 
 
 def expert_index_rows(cfg: ExperimentConfig, task: LfOTask) -> np.ndarray:
-    """(N_E,) bool: the windows of D_E that enter the k-NN index (``reward.expert_windows``)."""
+    """(N_E,) bool: the windows of D_E that enter the k-NN index (``reward.expert_windows``,
+    ``reward.skip_demo_start``)."""
+    rows = np.ones(len(task.demo_episode_ids), dtype=bool)
     if cfg.reward.expert_windows == "complete":
-        return complete_windows(task.demo_episode_ids, cfg.windows.horizon)
-    return np.ones(len(task.demo_episode_ids), dtype=bool)
+        rows &= complete_windows(task.demo_episode_ids, cfg.windows.horizon)
+    if cfg.reward.skip_demo_start:
+        rows &= after_start(task.demo_episode_ids, cfg.reward.skip_demo_start)
+    return rows
 
 
 def reward_stage(
@@ -259,6 +263,8 @@ def reward_stage(
     }
     if cfg.reward.expert_windows != "all":  # only when set, so default artifacts keep their keys
         deps["expert_windows"] = cfg.reward.expert_windows
+    if cfg.reward.skip_demo_start:
+        deps["skip_demo_start"] = cfg.reward.skip_demo_start
 
     def build(folder: Path) -> dict[str, Any]:
         with np.load(embeddings.path / "embeddings.npz") as npz:
