@@ -374,6 +374,11 @@ class RLConfig:
     bc_batch_size: int = 256
     bc_lr_schedule: Literal["constant", "cosine"] = "constant"
 
+    def bc_rate(self, learner: str) -> float:
+        """The learning rate of the BC learner ``learner``: ``fbc.lr`` for filtered BC, ``bc_lr``
+        for the baseline."""
+        return self.fbc.lr if learner == "fbc" else self.bc_lr
+
     def __post_init__(self) -> None:
         _positive("rl.steps", self.steps)
         _positive("rl.bc_hidden", self.bc_hidden)

@@ -116,6 +116,17 @@ class Windows:
             yield index, self.fill(first, last, target)
 
 
+def _positions(episode_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's position in its episode, its episode's length (both (N,)), and the episodes'
+    first rows, for contiguous ``episode_ids``."""
+    episode_ids = np.asarray(episode_ids)
+    if episode_ids.ndim != 1 or episode_ids.size == 0:
+        raise DataError(f"episode_ids must be a non-empty (N,) array, got shape {episode_ids.shape}")
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(episode_ids) != 0) + 1])
+    lengths = np.diff(np.concatenate([starts, [episode_ids.size]]))
+    return np.arange(episode_ids.size) - np.repeat(starts, lengths), np.repeat(lengths, lengths), starts
+
+
 def complete_windows(episode_ids: np.ndarray, horizon: int) -> np.ndarray:
     """(N,) bool: True where the window of row t lies wholly inside its episode (t + H <= end).
 
@@ -123,15 +134,8 @@ def complete_windows(episode_ids: np.ndarray, horizon: int) -> np.ndarray:
     rest of the window. An episode shorter than H keeps its first window, so every episode
     keeps at least one. Used for ``reward.expert_windows=complete``.
     """
-    episode_ids = np.asarray(episode_ids)
-    if episode_ids.ndim != 1 or episode_ids.size == 0:
-        raise DataError(f"episode_ids must be a non-empty (N,) array, got shape {episode_ids.shape}")
-    boundaries = np.flatnonzero(np.diff(episode_ids) != 0) + 1
-    starts = np.concatenate([[0], boundaries])
-    ends = np.concatenate([boundaries, [episode_ids.size]])
-    lengths = ends - starts
-    position = np.arange(episode_ids.size) - np.repeat(starts, lengths)
-    keep = position + horizon <= np.repeat(lengths, lengths)
+    position, length, starts = _positions(episode_ids)
+    keep = position + horizon <= length
     keep[starts] = True
     return keep
 
@@ -139,14 +143,8 @@ def complete_windows(episode_ids: np.ndarray, horizon: int) -> np.ndarray:
 def after_start(episode_ids: np.ndarray, skip: int) -> np.ndarray:
     """(N,) bool: True from the ``skip``-th row of each episode on; an episode no longer than
     ``skip`` keeps its last row. Used for ``reward.skip_demo_start``."""
-    episode_ids = np.asarray(episode_ids)
-    if episode_ids.ndim != 1 or episode_ids.size == 0:
-        raise DataError(f"episode_ids must be a non-empty (N,) array, got shape {episode_ids.shape}")
-    boundaries = np.flatnonzero(np.diff(episode_ids) != 0) + 1
-    starts = np.concatenate([[0], boundaries])
-    lengths = np.diff(np.concatenate([starts, [episode_ids.size]]))
-    position = np.arange(episode_ids.size) - np.repeat(starts, lengths)
-    return position >= np.repeat(np.minimum(skip, lengths - 1), lengths)
+    position, length, _ = _positions(episode_ids)
+    return position >= np.minimum(skip, length - 1)
 
 
 def window_of(observations: np.ndarray, episode_ids: np.ndarray, horizon: int, t: int) -> np.ndarray:

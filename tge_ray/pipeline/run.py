@@ -335,7 +335,8 @@ def policy_stage(
     learner = resolve_method(method, cfg.rl)
     rl_fields = {"steps": cfg.rl.steps}
     if learner in ("bc", "fbc"):
-        rl_fields.update(hidden=cfg.rl.bc_hidden, layers=cfg.rl.bc_layers, lr=cfg.rl.bc_lr, batch=cfg.rl.bc_batch_size)
+        rl_fields.update(hidden=cfg.rl.bc_hidden, layers=cfg.rl.bc_layers, lr=cfg.rl.bc_rate(learner),
+                         batch=cfg.rl.bc_batch_size)
         if cfg.rl.bc_lr_schedule != "constant":  # keys of runs made before the option stay the same
             rl_fields["lr_schedule"] = cfg.rl.bc_lr_schedule
     if learner != "bc":

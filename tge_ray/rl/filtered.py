@@ -40,6 +40,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tge_ray.config import RLConfig
+
 PRIOR_BEFORE_THE_OPTION = 0.0  # what an fbc run whose config lacks rl.fbc.prior used: the plain mean
 
 
@@ -51,8 +53,6 @@ def prior_of(fbc_section: dict[str, Any]) -> float:
 def lr_of(rl_section: dict[str, Any]) -> float:
     """Filtered BC's learning rate in a config's ``rl`` section: ``fbc.lr``, or for a run older
     than that option, the baseline's ``bc_lr``, which it trained with then."""
-    from tge_ray.config import RLConfig
-
     fbc = rl_section.get("fbc") or {}
     return float(fbc.get("lr", rl_section.get("bc_lr", RLConfig.bc_lr)))
 

@@ -223,7 +223,6 @@ def make_learner(
     if method in ("bc", "fbc"):
         from tge_ray.rl.bc import BC
 
-        lr = rl_cfg.fbc.lr if method == "fbc" else rl_cfg.bc_lr
-        return BC(hidden=rl_cfg.bc_hidden, n_layers=rl_cfg.bc_layers, lr=lr,
+        return BC(hidden=rl_cfg.bc_hidden, n_layers=rl_cfg.bc_layers, lr=rl_cfg.bc_rate(method),
                   lr_schedule=rl_cfg.bc_lr_schedule, batch_size=rl_cfg.bc_batch_size, **common)
     raise ValueError(f"unknown learner {method!r}: use one of {', '.join(METHODS)}")
