@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -105,6 +106,8 @@ def test_run_report(finished_run, capsys):
         assert float(row.group(3)) == pytest.approx(ret["std"], abs=0.05)
         assert f"<td>{method}</td><td>{score:.2f}</td>" in html_text
     assert f"| log | {results['separation']['auc']:.3g} |" in md_text
+    rho = results["true_reward_correlation"]
+    assert f"| Spearman | {rho['transitions']:.3g} | {rho['episodes']:.3g} |" in md_text
     assert _fenced_yaml(md_text) == results["config"]
     assert "<details><summary>Resolved config" in html_text
     assert "episode returns not shown" not in md_text  # the datasets are local: both colourings
@@ -165,7 +168,7 @@ def test_folder_of_runs_is_one_table_over_seeds(finished_run, tmp_path, capsys):
     (row,) = [line for line in text.splitlines() if line.startswith("| test/hopper/random-v0 ")]
     for method, score in results["scores"].items():
         assert f"{score:.1f} ± 0.0 (1)" in row, (method, row)
-    assert f"{results['separation']['auc']:.3f}" in row
+    assert row.endswith(f"| {results['separation']['auc']:.3f} | {results['true_reward_correlation']['transitions']:.3f} |")
     assert finished_run.name in text and "data:image" not in (out / "report.html").read_text()
 
 
@@ -334,5 +337,36 @@ def test_reward_profile_diagnostic(finished_run, tmp_path):
     for group in record["groups"].values():  # min-max scaled rewards; no episode is 1001 steps long
         assert 0.0 <= group["to_end"]["0"] <= 1.0 and 0.0 <= group["from_start"]["1"] <= 1.0
         assert group["to_end"]["1000"] is None
+    bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
+
+
+def test_window_reference_diagnostic(finished_run, tmp_path):
+    """benchmarks/window_reference.py: the k-NN reward on the standardised windows themselves, its
+    rank correlation with D_mu's true reward beside the run's, and a learner trained on it."""
+    from scipy.stats import spearmanr
+
+    from tge_ray.data.task import task_of_summary
+
+    script = [sys.executable, str(REPO / "benchmarks" / "window_reference.py")]
+    out = tmp_path / "window_reference.json"
+    done = subprocess.run([*script, str(finished_run), "--horizon", "1", "--skip", "2", "--k", "1",
+                           "--rl-steps", "10", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(out.read_text())
+    results = json.loads((finished_run / "results.json").read_text())
+    assert record["correlation"]["TGE reward (the run's)"] == pytest.approx(results["true_reward_correlation"])
+    # H = 1, k = 1: the reward falls with each state's distance to the nearest demo state after
+    # the demo's first 2, so it ranks D_mu as that distance does (brute force here).
+    task = task_of_summary(results["task"])
+    states, demo = task.standardize(task.mixed.observations), task.standardize(task.demo_observations)[2:]
+    nearest = np.sqrt(((states[:, None, :] - demo[None, :, :]) ** 2).sum(-1)).min(1)
+    expected = spearmanr(-nearest, task.mixed.rewards).statistic
+    assert record["correlation"]["k-NN on the windows"]["transitions"] == pytest.approx(expected, abs=1e-6)
+    assert record["window"] == {"horizon": 1, "k": 1, "skip_demo_start": 2, "kernel": "log", "sigma": 1.0,
+                                "scale": "minmax"}
+    policy = record["policy"]  # 10 updates, evaluated every 2
+    assert policy["backbone"] == "iql" and [step for step, _ in policy["eval_history"]] == [2, 4, 6, 8, 10]
+    assert policy["score"] == policy["eval_history"][-1][1]
     bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr

@@ -9,6 +9,7 @@ import pytest
 
 from tge_ray.cli import main, resolve_config_path
 from tge_ray.config import load_config
+from tge_ray.data.task import task_of_summary
 from tge_ray.pipeline.run import run_experiment
 from tge_ray.reward.kernels import kernel_reward
 
@@ -104,7 +105,9 @@ def test_unreachable_ray_address(tmp_path):
 
 
 def test_no_expert_data_in_d_mu_writes_strict_json(ray_session, tiny_datasets, tmp_path, capsys):
-    """N = 0: the separation diagnostic is undefined; the table says so and results.json holds null."""
+    """N = 0: the separation diagnostic is undefined; the table says so and results.json holds null.
+    The rank correlation with D_mu's true reward needs no expert data: it is recorded, as scipy
+    computes it from the run's raw rewards and D_mu."""
     extra = ("task.n_expert_trajs=0", "methods=[tge]", "rl.steps=1", "evaluation.every=1")
     assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path, *extra)]) == 0
     out = capsys.readouterr().out
@@ -116,6 +119,16 @@ def test_no_expert_data_in_d_mu_writes_strict_json(ray_session, tiny_datasets, t
 
     results = json.loads((run_dir / "results.json").read_text(), parse_constant=reject)
     assert results["separation"]["auc"] is None and results["separation"]["n_expert"] == 0
+
+    from scipy.stats import spearmanr
+
+    task = task_of_summary(results["task"])
+    with np.load(results["artifacts"]["rewards"]["path"] + "/rewards.npz") as npz:
+        raw = npz["raw"]
+    rho = spearmanr(raw, task.mixed.rewards).statistic
+    assert results["true_reward_correlation"]["transitions"] == pytest.approx(rho, abs=1e-9)
+    assert -1.0 <= results["true_reward_correlation"]["episodes"] <= 1.0
+    assert f"Spearman {rho:+.3f} per transition" in out
 
 
 def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Separation diagnostic by hand; plots are written, atomically."""
+"""Separation and rank-correlation diagnostics by hand; plots are written, atomically."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from tge_ray.reward.diagnostics import (
     pca_2d,
     plot_embedding_projection,
     plot_reward_histogram,
+    rank_correlation,
     roc_auc,
     separation,
+    true_reward_correlation,
 )
 
 
@@ -44,6 +46,51 @@ def test_separation_reports_means_counts_and_auc():
 def test_separation_with_no_expert_transitions_gives_nan():
     stats = separation(np.array([1.0, 2.0]), np.array([0, 0], bool))
     assert math.isnan(stats["mean_expert"]) and math.isnan(stats["auc"]) and stats["n_expert"] == 0
+
+
+@pytest.mark.parametrize(
+    "x, y, rho",
+    [
+        ([1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 400.0], 1.0),  # any increasing map
+        ([1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0], -1.0),
+        # ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4), about their mean 2.5: the sums of
+        # products and squares are 4.5, 4.5 and 5
+        ([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0], 4.5 / math.sqrt(4.5 * 5.0)),
+    ],
+)
+def test_rank_correlation_by_hand(x, y, rho):
+    assert rank_correlation(np.array(x), np.array(y)) == pytest.approx(rho)
+
+
+def test_rank_correlation_matches_scipy_with_ties():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=500).round(1)  # many ties
+    y = x + rng.normal(size=500)
+    assert rank_correlation(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_rank_correlation_of_a_constant_is_nan_and_bad_input_raises():
+    assert math.isnan(rank_correlation(np.ones(5), np.arange(5.0)))
+    with pytest.raises(ValueError, match="equal"):
+        rank_correlation(np.ones(5), np.ones(4))
+    with pytest.raises(ValueError, match="NaN"):
+        rank_correlation(np.array([1.0, np.nan]), np.array([1.0, 2.0]))
+
+
+def test_true_reward_correlation_per_transition_and_per_episode():
+    # Episode 0 holds rows 0-1, episode 2 rows 2-4, episode 1 row 5 (ids need not be sorted).
+    episodes = np.array([0, 0, 2, 2, 2, 1])
+    tge = np.array([0.1, 0.3, 0.9, 0.8, 0.7, 0.5])
+    true = np.array([1.0, 0.0, 5.0, 6.0, 7.0, 3.0])
+    stats = true_reward_correlation(tge, true, episodes)
+    assert stats["transitions"] == pytest.approx(rank_correlation(tge, true))
+    # Episode means: TGE (0.2, 0.5, 0.8), true (0.5, 3.0, 6.0): the same order.
+    assert stats["episodes"] == pytest.approx(1.0)
+    assert stats["transitions"] < 1.0  # within episodes 0 and 2 the orders disagree
+    with pytest.raises(ValueError, match="equal"):
+        true_reward_correlation(tge, true, episodes[:-1])
 
 
 def test_pca_finds_the_line():

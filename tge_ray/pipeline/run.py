@@ -55,6 +55,8 @@ class RunResult:
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     selection: dict[str, Any] | None = None  # what filtered BC (backbone fbc) kept of D_mu
+    # Spearman's correlation of the TGE reward with D_mu's true reward (per transition, per episode)
+    true_reward_correlation: dict[str, float] | None = None
 
 
 # ----------------------------------------------------------------------------- Ray session
@@ -486,6 +488,7 @@ def _run_stages(
     artifacts: dict[str, Artifact] = {} if stages is None else stages
     rewards: Artifact | None = None
     separation: dict[str, float] = {}
+    correlation: dict[str, float] | None = None
     if "tge" in cfg.methods:
         # 3. diffusion model
         _say(progress, f"[3/6] diffusion: {cfg.diffusion.steps} steps on {cfg.resources.train_workers} Ray Train worker(s)")
@@ -497,6 +500,7 @@ def _run_stages(
         _say(progress, f"[5/6] rewards: {cfg.reward.kernel} kernel, k={cfg.reward.k}, sigma={cfg.reward.sigma}")
         rewards = artifacts["rewards"] = reward_stage(cfg, store, artifacts["embeddings"], task)
         separation = store.manifest(rewards)["facts"]["separation"]
+        correlation = _true_reward_correlation(rewards, task)
     # 6. policies
     scores, returns, selection = {}, {}, None
     for method in cfg.methods:
@@ -513,6 +517,7 @@ def _run_stages(
         returns=returns,
         separation=separation,
         selection=selection,
+        true_reward_correlation=correlation,
         artifacts={name: {"name": a.name, "path": str(a.path), "reused": a.reused} for name, a in artifacts.items()},
     )
     result.run_dir = _write_run_folder(cfg, store, task, artifacts, result, run_root)
@@ -556,6 +561,7 @@ def _write_run_folder(
             "scores": result.scores,
             "returns": {k: {"mean": m, "std": s} for k, (m, s) in result.returns.items()},
             "separation": result.separation,
+            **({"true_reward_correlation": result.true_reward_correlation} if result.true_reward_correlation else {}),
             **({"filtered_bc": result.selection} if result.selection else {}),
             "reward_scaling": scaling,
             "eval_history": history,
@@ -569,6 +575,16 @@ def _write_run_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _true_reward_correlation(rewards: Artifact, task: LfOTask) -> dict[str, float]:
+    """Computed by every run rather than stored with the reward artifact, so runs that reuse an
+    artifact made before this diagnostic report it too."""
+    from tge_ray.reward.diagnostics import true_reward_correlation
+
+    with np.load(rewards.path / "rewards.npz") as npz:
+        raw = npz["raw"]
+    return true_reward_correlation(raw, task.mixed.rewards, task.mixed.episode_ids)
 
 
 def _plots(folder: Path, cfg: ExperimentConfig, task: LfOTask, artifacts: dict[str, Artifact]) -> None:
@@ -605,6 +621,15 @@ def _separation_line(sep: dict[str, Any], kernel: str) -> str:
             f"vs other {sep['mean_other']:.3f} (raw {kernel} kernel)")
 
 
+def _correlation_line(correlation: dict[str, Any]) -> str:
+    """One line for the TGE reward's rank correlation with D_mu's true reward."""
+    def fmt(value: Any) -> str:
+        return f"{value:+.3f}" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+    return (f"reward vs D_mu's true reward (diagnostic only): Spearman {fmt(correlation.get('transitions'))} "
+            f"per transition, {fmt(correlation.get('episodes'))} over episode means")
+
+
 def _print_table(cfg: ExperimentConfig, result: RunResult) -> None:
     rows = [("method", "normalised score", "return (mean ± std)")]
     for label, score in result.scores.items():
@@ -618,6 +643,8 @@ def _print_table(cfg: ExperimentConfig, result: RunResult) -> None:
             lines.append("  ".join("-" * width for width in widths))
     if result.separation:
         lines.append(_separation_line(result.separation, cfg.reward.kernel))
+    if result.true_reward_correlation:
+        lines.append(_correlation_line(result.true_reward_correlation))
     if result.selection:
         from tge_ray.rl.filtered import describe
 

@@ -427,6 +427,16 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
             "Raw kernel rewards, before scaling. ROC AUC 1.0: every expert transition outranks every other "
             "one; 0.5: chance."
         ))
+        correlation = results.get("true_reward_correlation")
+        if isinstance(correlation, dict):
+            blocks.append(Table(("rank correlation with D_mu's true reward", "per transition", "over episode means"),
+                                (("Spearman", _fmt(correlation.get("transitions")),
+                                  _fmt(correlation.get("episodes"))),)))
+            blocks.append(Paragraph(
+                "How well the TGE reward orders D_mu as the environment's own reward does (1: the same "
+                "order; 0: unrelated). A diagnostic only: the true reward never reaches TGE's learners. "
+                "It needs no expert-flagged data, so it is defined at N = 0, where the AUC is not."
+            ))
         if isinstance(results.get("reward_scaling"), dict):
             blocks.append(Paragraph(_scaling_line(results["reward_scaling"])))
         if isinstance(results.get("filtered_bc"), dict):
@@ -734,13 +744,15 @@ def runs_table(runs: list[RunFolder]) -> Table:
     present = {m for run in runs for m in run.results["scores"]}
     methods = [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
     show_settings = any(differing for _, differing in groups)
-    header = ("dataset", "N", "H", "kernel", *(("other settings",) if show_settings else ()), *methods, "AUC")
+    header = ("dataset", "N", "H", "kernel", *(("other settings",) if show_settings else ()), *methods, "AUC",
+              "ρ true")
     rows = []
     for ((dataset, n, horizon, kernel), differing), members in sorted(groups.items()):
         # A seed's score per method: runs of one seed with two backbones share bc and oracle
         # (the same artifacts), so a method counts once per seed.
         per_method: dict[str, dict[int, float]] = {m: {} for m in methods}
         aucs: dict[int, float] = {}
+        rhos: dict[int, float] = {}
         for run in members:
             seed = int(run.config.get("seed", 0))
             for method, score in run.results["scores"].items():
@@ -748,10 +760,20 @@ def runs_table(runs: list[RunFolder]) -> Table:
             auc = (run.results.get("separation") or {}).get("auc")
             if _is_number(auc) and math.isfinite(auc):  # None or NaN where D_mu has no expert data
                 aucs[seed] = float(auc)
+            rho = _true_rho(run.results)
+            if rho is not None:
+                rhos[seed] = rho
         rows.append((dataset, str(n), str(horizon), kernel, *((differing or "-",) if show_settings else ()),
                      *(mean_std(list(per_method[m].values())) for m in methods),
-                     f"{np.mean(list(aucs.values())):.3f}" if aucs else "-"))
+                     f"{np.mean(list(aucs.values())):.3f}" if aucs else "-",
+                     f"{np.mean(list(rhos.values())):.3f}" if rhos else "-"))
     return Table(header, tuple(rows))
+
+
+def _true_rho(results: dict[str, Any]) -> float | None:
+    """The per-transition rank correlation with D_mu's true reward, where the run recorded one."""
+    value = (results.get("true_reward_correlation") or {}).get("transitions")
+    return float(value) if _is_number(value) and math.isfinite(value) else None
 
 
 def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
@@ -760,7 +782,9 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
     blocks: list[Block] = [Paragraph(
         f"{len(runs)} runs in {collection.path}, seeds {', '.join(map(str, seeds))}. Cells: normalised score, "
         "mean ± std over seeds (number of seeds); AUC: the separation diagnostic of the TGE reward "
-        "(expert-flagged vs other transitions), mean over seeds."
+        "(expert-flagged vs other transitions), mean over seeds; ρ true: Spearman's correlation of the "
+        "TGE reward with D_mu's true reward per transition, mean over seeds (\"-\" for runs made before "
+        "it was recorded)."
     )]
     if collection.damaged:
         blocks.append(Note(f"{len(collection.damaged)} run folder(s) with a damaged {RESULTS} are left out: "
@@ -768,14 +792,15 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
     blocks.append(Heading("Normalised scores"))
     blocks.append(runs_table(runs))
     blocks.append(Heading("Every run"))
-    header = ("run", "seed", "backbone", "RL steps", "scores", "AUC")
+    header = ("run", "seed", "backbone", "RL steps", "scores", "AUC", "ρ true")
     rows = []
     for run in runs:
         config, results = run.config, run.results
         scores = ", ".join(f"{m} {v:.1f}" for m, v in results["scores"].items())
         auc = (results.get("separation") or {}).get("auc")
         rows.append((run.path.name, str(config.get("seed", "?")), str((config.get("rl") or {}).get("backbone", "?")),
-                     str((config.get("rl") or {}).get("steps", "?")), scores, _fmt(auc)))
+                     str((config.get("rl") or {}).get("steps", "?")), scores, _fmt(auc),
+                     _fmt(_true_rho(results))))
     blocks.append(Table(header, tuple(rows)))
     return f"TGE runs in {collection.path.name}", blocks
 

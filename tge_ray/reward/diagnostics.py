@@ -3,13 +3,15 @@
 D_mu carries a per-transition flag saying which transitions came from expert episodes (used for
 diagnostics only, never for training). :func:`separation` reports the mean reward of each group
 and the ROC AUC of the reward as a score for "is expert" (1.0: every expert transition outranks
-every other one; 0.5: no better than chance). The plots are the paper's two sanity checks: the
+every other one; 0.5: no better than chance). :func:`true_reward_correlation` asks how well the
+reward orders D_mu as the environment's reward does, which needs no expert flags. The plots are the paper's two sanity checks: the
 reward histogram per group (reward collapse shows as one spike) and a 2-D projection of the
 embeddings (an expert cluster should be visible).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import uuid
 from pathlib import Path
@@ -68,6 +70,49 @@ def separation(rewards: np.ndarray, expert_flags: np.ndarray) -> dict[str, float
         "auc": roc_auc(rewards, flags),
         "n_expert": n_expert,
         "n_other": n_other,
+    }
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation of two (N,) arrays: the Pearson correlation of their average
+    ranks (ties share a rank). NaN when either array is constant or N < 2."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"x {x.shape} and y {y.shape} must be equal (N,) shapes")
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise ValueError("rank_correlation: the arrays hold NaN values")
+    if len(x) < 2:
+        return float("nan")
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denominator = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    return float(rx @ ry / denominator) if denominator > 0 else float("nan")
+
+
+def true_reward_correlation(rewards: np.ndarray, true_rewards: np.ndarray, episode_ids: np.ndarray) -> dict[str, float]:
+    """How well the TGE reward orders D_mu as the environment's own reward does (a diagnostic;
+    the true reward never reaches TGE's learners).
+
+    ``transitions``: Spearman's correlation of the two per transition. ``episodes``: of the two
+    per-episode means (episode ids 0..M-1, as in D_mu). Unlike the separation AUC it needs no
+    expert-flagged data, so it is defined at N = 0 too.
+    """
+    rewards, true_rewards = np.asarray(rewards, np.float64), np.asarray(true_rewards, np.float64)
+    episode_ids = np.asarray(episode_ids)
+    if not rewards.shape == true_rewards.shape == episode_ids.shape or rewards.ndim != 1:
+        raise ValueError(f"rewards {rewards.shape}, true rewards {true_rewards.shape} and episode ids "
+                         f"{episode_ids.shape} must be equal (N,) shapes")
+    n_episodes = int(episode_ids.max()) + 1 if len(episode_ids) else 0
+    counts = np.bincount(episode_ids, minlength=n_episodes)
+    present = counts > 0
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(episode_ids, values, n_episodes)[present] / counts[present]
+
+    return {
+        "transitions": rank_correlation(rewards, true_rewards),
+        "episodes": rank_correlation(mean(rewards), mean(true_rewards)),
     }
 
 
