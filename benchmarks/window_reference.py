@@ -134,5 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main_with_one_line_errors() -> int:
+    from tge_ray.errors import TGEError
+
+    try:
+        return main()
+    except TGEError as exc:  # say, k larger than the demo windows left in the index
+        print(f"window_reference: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_main_with_one_line_errors())

@@ -370,3 +370,8 @@ def test_window_reference_diagnostic(finished_run, tmp_path):
     assert policy["score"] == policy["eval_history"][-1][1]
     bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
+    too_far = tmp_path / "too_far.json"  # a skip past the demo keeps its last window only: fewer than k
+    bad = subprocess.run([*script, str(finished_run), "--skip", "100000", "--k", "2", "--out", str(too_far)],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "exceeds the 1 expert windows" in bad.stderr
+    assert not too_far.exists()
