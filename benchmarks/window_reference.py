@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     from tge_ray.reward.kernels import scale_rewards
     from tge_ray.reward.label import label_array
 
+    rewards_file = Path(results["artifacts"]["rewards"]["path"]) / "rewards.npz"
+    if not rewards_file.is_file():
+        print(f"window_reference: error: the run's rewards are gone ({rewards_file}): rerun the run's "
+              "`tge run` command to rebuild them", file=sys.stderr)
+        return 2
     cfg = load_config(args.run_dir / "config.yaml")
     horizon = args.horizon or cfg.windows.horizon
     skip = cfg.reward.skip_demo_start if args.skip is None else args.skip
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = label_array(flat_mixed, flat_demo, cfg.reward)
     scaled, _ = scale_rewards(raw, cfg.reward.scale)
     seconds = time.perf_counter() - started
-    with np.load(Path(results["artifacts"]["rewards"]["path"]) / "rewards.npz") as npz:
+    with np.load(rewards_file) as npz:
         tge_raw = npz["raw"]
     rows = {
         "TGE reward (the run's)": true_reward_correlation(tge_raw, mixed.rewards, mixed.episode_ids),
