@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _run_folder import read_run
 
 REFERENCES = ("bc-expert", "iql-flag")
 
@@ -100,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n-expert, --steps, --every and --episodes must be >= 1")
     runs = {}
     for run_dir in args.runs:
-        if not (run_dir / "results.json").is_file():
-            print(f"policy_ceiling: error: {run_dir} is not a `tge run` folder (no results.json)", file=sys.stderr)
+        results = read_run(run_dir, "policy_ceiling")
+        if results is None:
             return 2
-        runs[run_dir] = json.loads((run_dir / "results.json").read_text())
+        runs[run_dir] = results
 
     from tge_ray.errors import TGEError
 

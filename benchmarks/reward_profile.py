@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _run_folder import read_run
 
 
 def profile(run_dir: Path, results: dict, from_start: list[int], to_end: list[int]) -> dict:
@@ -59,14 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = {}
     for run_dir in args.run_dirs:
-        if not (run_dir / "results.json").is_file():
-            print(f"reward_profile: error: {run_dir} is not a `tge run` folder (no results.json)", file=sys.stderr)
+        results = read_run(run_dir, "reward_profile", rewards=True)
+        if results is None:
             return 2
-        runs[run_dir] = json.loads((run_dir / "results.json").read_text())
-        if "rewards" not in (runs[run_dir].get("artifacts") or {}):
-            print(f"reward_profile: error: {run_dir} has no TGE reward stage (run it with methods including tge)",
-                  file=sys.stderr)
-            return 2
+        runs[run_dir] = results
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one RUN_DIR")
 

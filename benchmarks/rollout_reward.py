@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+from _run_folder import read_run
 
 
 def _policies(run_dir: Path, act_dim: int, seed: int) -> dict:
@@ -48,18 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/rollout_reward.json")
     args = parser.parse_args(argv)
-    results_path = args.run_dir / "results.json"
-    if not results_path.is_file() or not (args.run_dir / "config.yaml").is_file():
-        print(f"rollout_reward: error: {args.run_dir} is not a `tge run` folder (no results.json or config.yaml)",
-              file=sys.stderr)
+    results = read_run(args.run_dir, "rollout_reward", config=True, rewards=True)
+    if results is None:
         return 2
     if args.steps < 1 or args.episodes < 1:
         parser.error("--steps and --episodes must be >= 1")
-    results = json.loads(results_path.read_text())
-    if "rewards" not in (results.get("artifacts") or {}):
-        print(f"rollout_reward: error: {args.run_dir} has no TGE reward stage (run it with methods including tge)",
-              file=sys.stderr)
-        return 2
 
     import gymnasium
     import torch

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _run_folder import read_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,15 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the learner for --rl-steps (default: the run's rl.backbone)")
     parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/window_reference.json")
     args = parser.parse_args(argv)
-    results_path = args.run_dir / "results.json"
-    if not results_path.is_file() or not (args.run_dir / "config.yaml").is_file():
-        print(f"window_reference: error: {args.run_dir} is not a `tge run` folder (no results.json or config.yaml)",
-              file=sys.stderr)
-        return 2
-    results = json.loads(results_path.read_text())
-    if "rewards" not in (results.get("artifacts") or {}):
-        print(f"window_reference: error: {args.run_dir} has no TGE reward stage (run it with methods including tge)",
-              file=sys.stderr)
+    results = read_run(args.run_dir, "window_reference", config=True, rewards=True)
+    if results is None:
         return 2
     for name in ("horizon", "skip", "k"):
         value = getattr(args, name)
