@@ -12,7 +12,7 @@ best of ``--repeats`` timed windows. With ``--device cuda`` everything (baseline
 batches, matmul) runs on the GPU and each window ends with a device synchronisation. The learners
 run in fp32 there (no TF32, no autocast): at 256-wide layers and batch 256-1024 a step is bound by
 kernel launches, not arithmetic, which ``--compile reduce-overhead`` (CUDA graphs) addresses; the
-default compile mode gained little there (``benchmarks/gpu-h200``).
+default compile mode gained little there (``docs/notes/gpu-h200.md``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ averaged over the trajectories.
 
 A share near 0 at a step means that a learner which imitates D_mu there (BC, or IQL/ReBRAC before
 their values have propagated) copies mostly random actions; a share near 1 means that it copies
-the expert. RESULTS.md uses it to explain why halfcheetah stays at a zero-action policy.
+the expert. docs/notes/halfcheetah-rest-pose.md uses it to explain why halfcheetah stays at a zero-action policy.
 
     python benchmarks/expert_share.py                       # hopper, halfcheetah, walker2d, N = 30
     python benchmarks/expert_share.py --tasks hopper --n-expert 200

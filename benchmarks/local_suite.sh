@@ -17,7 +17,7 @@
 # Budget per run (the embedded default's, with fewer RL updates so the suite fits an afternoon
 # on 2 cores): U-Net dim 16, 600 diffusion steps; 5000 RL updates; ReBRAC at batch 256 (its
 # default 1024 is 4x the cost); 10 evaluation episodes every 2500 updates, 50 on walker2d,
-# whose expert's own return varies by 31% from episode to episode (RESULTS.md).
+# whose expert's own return varies by 31% from episode to episode (docs/notes/suite-runs.md).
 set -euo pipefail
 
 STORAGE=${1:-results/suite}

@@ -4,7 +4,7 @@ Times, on ``cuda``, each inside a new thread: the reference U-Net's training ste
 bf16 autocast) eager, with ``mode="reduce-overhead"`` (CUDA graphs) and with the default mode;
 IQL and ReBRAC updates with compiled losses in both modes. Then the drift between eager runs on
 the CPU and on the GPU after 100 updates, the yardstick ``check_gpu.py`` holds compiled runs to.
-Its output on an H200 is ``benchmarks/gpu-h200/compile-in-threads.log``: CUDA graphs ran in the
+Its output on an H200 is ``docs/notes/gpu-h200/compile-in-threads.log``: CUDA graphs ran in the
 first thread that compiled and failed (an assertion in torch's graph-tree thread-local state) in
 later threads, which is what ``tge_ray.accel.cuda_graphs_usable_here`` checks.
 

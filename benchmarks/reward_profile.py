@@ -9,7 +9,7 @@ episode: t steps after the start and d steps before the end (d = 0 is the last t
 
 A reward that falls as an episode nears a termination (a fall) tells the offline learner which
 actions of the suboptimal data delay it; a reward that is flat there only tells trajectories
-apart. RESULTS.md uses it to compare H = 32 with H = 1 on hopper and walker2d. Writes
+apart. docs/notes/hopper-first-expert.md uses it to compare H = 32 with H = 1 on hopper and walker2d. Writes
 reward_profile.json into each RUN_DIR (or --out with one RUN_DIR).
 """
 

@@ -10,7 +10,7 @@ beside D_mu's expert-flagged and other transitions, and the environment's return
     python benchmarks/rollout_reward.py RUN_DIR --steps 1000 --episodes 3
 
 A behaviour that the reward pays about as well as D_mu's expert transitions, but that the
-environment does not, is one the backbone can settle on. RESULTS.md uses this to read the
+environment does not, is one the backbone can settle on. docs/notes/halfcheetah-rest-pose.md uses this to read the
 halfcheetah runs. Writes rollout_reward.json into RUN_DIR (or --out).
 """
 

@@ -14,7 +14,7 @@ reward can be checked against a policy.
     python benchmarks/window_reference.py RUN_DIR --horizon 4 --skip 50    # another window
     python benchmarks/window_reference.py RUN_DIR --horizon 4 --skip 50 --rl-steps 50000
 
-This is a reference, not TGE: the windows are not embedded. RESULTS.md uses it to read
+This is a reference, not TGE: the windows are not embedded. docs/notes/halfcheetah-n0-ordering.md uses it to read
 halfcheetah at N = 0. Writes window_reference.json into RUN_DIR (or --out).
 """
 

@@ -27,7 +27,7 @@ def test_compile_setting_on_cpu():
 def test_cuda_graphs_belong_to_the_thread_that_took_them_first():
     # The graph trees' state lives in the thread-local storage of the first thread that imports
     # them (here: this one); another thread must not be offered CUDA graphs, or its first
-    # compiled call fails an assertion inside torch (seen on an H200, benchmarks/gpu-h200).
+    # compiled call fails an assertion inside torch (seen on an H200, docs/notes/gpu-h200.md).
     assert cuda_graphs_usable_here()
     assert compile_mode("auto", "cuda") == "reduce-overhead"
     assert not in_new_thread(cuda_graphs_usable_here)

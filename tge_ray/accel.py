@@ -15,7 +15,7 @@ def cuda_graphs_usable_here() -> bool:
 
     torch's CUDA graph trees keep their state in the thread-local storage of the thread that
     first imported ``torch._inductor.cudagraph_trees``; any other thread fails an assertion at
-    the first compiled call (seen on an H200 with torch 2.11: ``benchmarks/gpu-h200``). Ray
+    the first compiled call (seen on an H200 with torch 2.11: ``docs/notes/gpu-h200.md``). Ray
     runs Train loops and Tune trials in threads, so the compiled stages ask this first: the
     import below sets the key when this is the first thread, and the check reads it.
     """

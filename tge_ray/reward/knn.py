@@ -15,7 +15,7 @@ Across devices it is the same up to near-ties: where the k-th and (k+1)-th neigh
 far at float32 precision, the GPU and CPU indexes may keep different ones (on an H200, 1M random
 rows against 1000 experts: rewards differed by at most 6e-8). It costs O(N k D), under 1% of
 the CPU search's O(N M D) for the usual M >> k; next to a GPU search it is most of the stage's
-time (``benchmarks/gpu-h200``).
+time (``docs/notes/gpu-h200.md``).
 """
 
 from __future__ import annotations
