@@ -31,7 +31,7 @@ import numpy as np
 def expert_share(task: str, n_expert: int, steps: list[int], neighbours: int) -> dict:
     from tge_ray.config import load_config
     from tge_ray.data.task import build_task
-    from tge_ray.pipeline.run import ensure_datasets
+    from tge_ray.pipeline.stages import ensure_datasets
     from tge_ray.reward.knn import build_index
 
     cfg = load_config(None, [f"task.offline=tge/{task}/random-v0", f"task.expert=tge/{task}/expert-v0",

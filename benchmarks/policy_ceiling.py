@@ -43,7 +43,8 @@ def train_reference(kind: str, task: str, n_expert: int, seed: int, steps: int, 
 
     from tge_ray.config import load_config
     from tge_ray.data.task import build_task
-    from tge_ray.pipeline.run import _transitions, ensure_datasets, eval_environment
+    from tge_ray.pipeline.policies import _transitions, eval_environment
+    from tge_ray.pipeline.stages import ensure_datasets
     from tge_ray.rl.buffer import Transitions
     from tge_ray.rl.train import train_policy
 

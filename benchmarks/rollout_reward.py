@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from tge_ray.data.windows import Windows
     from tge_ray.diffusion.embed import embed_array
     from tge_ray.diffusion.train import load_encoder
-    from tge_ray.pipeline.run import eval_environment, expert_index_rows
+    from tge_ray.pipeline.policies import eval_environment
+    from tge_ray.pipeline.stages import expert_index_rows
     from tge_ray.reward.kernels import RewardScaling
     from tge_ray.reward.label import label_array
 

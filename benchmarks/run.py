@@ -96,8 +96,7 @@ def run_script(name: str, args: list[str], out: Path, out_flag: str = "--out") -
 def time_default_run(smoke: bool) -> dict[str, Any]:
     """``tge run`` (default or smoke config) into a scratch storage; datasets made first, untimed."""
     config = "smoke" if smoke else "default"
-    from tge_ray.cli import resolve_config_path
-    from tge_ray.config import load_config
+    from tge_ray.config import load_config, resolve_config_path
     from tge_ray.data.make import make_dataset
 
     cfg = load_config(resolve_config_path(config))

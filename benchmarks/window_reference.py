@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from tge_ray.config import load_config
     from tge_ray.data.task import task_of_summary
     from tge_ray.data.windows import Windows
-    from tge_ray.pipeline.run import expert_index_rows
+    from tge_ray.pipeline.stages import expert_index_rows
     from tge_ray.reward.diagnostics import true_reward_correlation
     from tge_ray.reward.kernels import scale_rewards
     from tge_ray.reward.label import label_array
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rl_steps:
         import tempfile
 
-        from tge_ray.pipeline.run import eval_environment
+        from tge_ray.pipeline.policies import eval_environment
         from tge_ray.rl.buffer import Transitions
         from tge_ray.rl.train import train_policy
 

@@ -50,3 +50,4 @@ def test_config_fields_documents_every_key(capsys):
     assert main(["config", "--fields"]) == 0
     out = capsys.readouterr().out
     assert "reward.sigma" in out and "windows.horizon" in out and "rl.iql.expectile" in out
+    assert "kernel temperature" in out  # each key's documentation line

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from tge_ray.config import ExperimentConfig, dump_config, load_config, to_dict
+from tge_ray.config import ExperimentConfig, describe_fields, dump_config, load_config, to_dict
 from tge_ray.errors import ConfigError
 
 
@@ -69,3 +69,18 @@ def test_yaml_that_does_not_parse(tmp_path):
 def test_horizons_the_unet_takes():
     cfg = ExperimentConfig()
     assert [cfg.diffusion.down_steps_for(h) for h in (1, 2, 4, 8, 16, 32, 64)] == [0, 1, 2, 3, 3, 3, 3]
+
+
+def test_every_field_is_documented_in_a_line_without_results():
+    rows = describe_fields()
+    assert len(rows) > 60
+    for key, _, _, doc in rows:
+        assert doc, f"{key} has no entry under Attributes: in its class docstring"
+        # A docstring says what a field does; scores, machines and investigations go to docs/notes.
+        assert "RESULTS.md" not in doc and "H200" not in doc, key
+        assert len(doc) < 260, f"{key}: {len(doc)} characters"
+
+
+def test_field_defaults_are_one_line():
+    for key, default, _, _ in describe_fields():
+        assert "\n" not in default and default, key

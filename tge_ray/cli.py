@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tge_ray.config import resolve_config_path
 from tge_ray.errors import TGEError
 
 
@@ -27,20 +27,6 @@ def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
     if len(paths) > 1:
         raise TGEError(f"expected at most one config file, got {paths}; overrides look like key.sub=value")
     return (paths[0] if paths else None), overrides
-
-
-def resolve_config_path(name: str | None) -> Path | None:
-    """A config file path, or the name of a packaged config (``default``, ``smoke``)."""
-    if name is None:
-        return None
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    packaged = resources.files("tge_ray") / "configs" / f"{name}.yaml"
-    if packaged.is_file():
-        return Path(str(packaged))
-    available = sorted(p.name.removesuffix(".yaml") for p in (resources.files("tge_ray") / "configs").iterdir())
-    raise TGEError(f"config {name!r} is neither a YAML file nor a packaged config ({', '.join(available)})")
 
 
 def _load(items: list[str]) -> Any:
@@ -76,8 +62,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.fields:
         rows = describe_fields()
         width = max(len(r[0]) for r in rows)
-        for key, default, kind in rows:
-            print(f"{key:<{width}}  {default:<24}  {kind}")
+        default_width = max(len(r[1]) for r in rows)
+        for key, default, kind, doc in rows:
+            print(f"{key:<{width}}  {default:<{default_width}}  {kind}")
+            print(f"    {doc.replace('``', '')}")
         return 0
     print(yaml.safe_dump(to_dict(_load(args.items)), sort_keys=False), end="")
     return 0
@@ -211,9 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("overrides", nargs="*", metavar="key=value")
     sweep.set_defaults(func=cmd_sweep)
 
-    config = sub.add_parser("config", help="print the resolved config, or every field with --fields")
+    config = sub.add_parser(
+        "config",
+        help="print the resolved config, or every field with --fields",
+        description="Print the resolved config of CONFIG (a YAML file or a packaged name) with the "
+        "key.sub=value overrides applied. --fields lists every key with its default, its type and "
+        "what it does.",
+    )
     config.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
-    config.add_argument("--fields", action="store_true", help="list every key with default and type")
+    config.add_argument("--fields", action="store_true", help="list every key with its default, type and what it does")
     config.set_defaults(func=cmd_config)
 
     report = sub.add_parser(

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from tge_ray.cli import main, resolve_config_path
-from tge_ray.config import load_config
+from tge_ray.cli import main
+from tge_ray.config import load_config, resolve_config_path
 from tge_ray.data.task import task_of_summary
 from tge_ray.pipeline.run import run_experiment
 from tge_ray.reward.kernels import kernel_reward

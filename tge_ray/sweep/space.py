@@ -33,7 +33,15 @@ from typing import Any
 
 import yaml
 
-from tge_ray.config import ExperimentConfig, apply_override, config_from_dict, load_config, read_yaml
+from tge_ray.config import (
+    ExperimentConfig,
+    apply_override,
+    config_from_dict,
+    load_config,
+    read_yaml,
+    resolve_config_path,
+    to_dict,
+)
 from tge_ray.errors import ConfigError
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "logint")
@@ -78,11 +86,7 @@ class SearchSpace:
 
     def config(self, sampled: dict[str, Any], extra: dict[str, Any] | None = None) -> ExperimentConfig:
         """The :class:`ExperimentConfig` of one trial."""
-        from tge_ray.cli import resolve_config_path
-
         base = load_config(resolve_config_path(self.base))
-        from tge_ray.config import to_dict
-
         data = to_dict(base)
         for key, value in {**self.overrides(sampled), **(extra or {})}.items():
             _set(data, key, value)
@@ -195,9 +199,6 @@ def load_space(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
 def _check_keys(space: SearchSpace, where: str) -> None:
     """Every parameter and value must make a valid config: try each bound once, up front."""
-    from tge_ray.cli import resolve_config_path
-    from tge_ray.config import to_dict
-
     base = to_dict(load_config(resolve_config_path(space.base)))
 
     def attempt(values: dict[str, Any], what: str) -> None:

@@ -142,7 +142,7 @@ def run_sweep(
     if resume and not _has_sweep(sweep_path):
         raise TGEError(f"--resume: no sweep at {sweep_path!r} (start it without --resume first)")
 
-    from tge_ray.pipeline.run import ray_session
+    from tge_ray.pipeline.session import ray_session
 
     started = time.time()
     max_concurrent = settings.max_concurrent_trials

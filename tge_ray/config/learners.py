@@ -1,0 +1,173 @@
+"""The offline RL section of the config: IQL, ReBRAC, filtered BC and the BC baseline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tge_ray.config.checks import check, in_range, positive
+
+
+@dataclass
+class IQLConfig:
+    """IQL (Kostrikov et al., 2021) hyper-parameters, CORL's defaults.
+
+    Attributes:
+        expectile: tau of the asymmetric L2 value loss.
+        beta: inverse temperature of advantage-weighted regression.
+        max_weight: clip of exp(beta * A), so one transition cannot dominate a batch.
+        hidden: MLP width.
+        n_layers: hidden layers per MLP.
+        lr: learning rate of actor, critics and value.
+        batch_size: transitions per update.
+        discount: gamma.
+        tau: Polyak rate of the target critics.
+    """
+
+    expectile: float = 0.7
+    beta: float = 3.0
+    max_weight: float = 100.0
+    hidden: int = 256
+    n_layers: int = 2
+    lr: float = 3e-4
+    batch_size: int = 256
+    discount: float = 0.99
+    tau: float = 0.005
+
+    def __post_init__(self) -> None:
+        in_range("rl.iql.expectile", self.expectile, 0.0, 1.0, closed=False)
+        positive("rl.iql.beta", self.beta)
+        positive("rl.iql.max_weight", self.max_weight)
+        positive("rl.iql.hidden", self.hidden)
+        positive("rl.iql.n_layers", self.n_layers)
+        positive("rl.iql.lr", self.lr)
+        positive("rl.iql.batch_size", self.batch_size)
+        in_range("rl.iql.discount", self.discount, 0.0, 1.0)
+        in_range("rl.iql.tau", self.tau, 0.0, 1.0)
+
+
+@dataclass
+class ReBRACConfig:
+    """ReBRAC (Tarasov et al., 2023) hyper-parameters, CORL's defaults, plus an adaptive BC weight.
+
+    Attributes:
+        hidden: MLP width.
+        n_layers: hidden layers (LayerNorm in the critic).
+        actor_lr: actor learning rate.
+        critic_lr: critic learning rate.
+        batch_size: transitions per update.
+        actor_bc_coef: beta_1, weight of the actor's BC term.
+        critic_bc_coef: beta_2, weight of the critic's BC penalty on the next action.
+        policy_noise: std of the target-policy smoothing noise.
+        noise_clip: clip of that noise.
+        policy_freq: critic updates per actor update.
+        discount: gamma.
+        tau: Polyak rate of the target networks.
+        adaptive_bc: weight the actor's BC term per sample by its TGE reward,
+            beta_i = beta (1 + r_i) / (1 + mean r), so expert-like transitions are imitated harder
+            while the batch mean stays beta; ``false`` keeps beta fixed.
+        bc_sharpness: kappa >= 0; with ``adaptive_bc``, kappa > 0 uses
+            beta_i = beta exp(kappa r_i) / mean exp(kappa r) instead (0 keeps the linear rule).
+    """
+
+    hidden: int = 256
+    n_layers: int = 3
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    batch_size: int = 1024
+    actor_bc_coef: float = 0.01
+    critic_bc_coef: float = 0.01
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+    discount: float = 0.99
+    tau: float = 0.005
+    adaptive_bc: bool = True
+    bc_sharpness: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "n_layers", "batch_size", "policy_freq"):
+            positive(f"rl.rebrac.{name}", getattr(self, name))
+        positive("rl.rebrac.actor_lr", self.actor_lr)
+        positive("rl.rebrac.critic_lr", self.critic_lr)
+        check(self.actor_bc_coef >= 0, "rl.rebrac.actor_bc_coef", self.actor_bc_coef, ">= 0")
+        check(self.critic_bc_coef >= 0, "rl.rebrac.critic_bc_coef", self.critic_bc_coef, ">= 0")
+        check(self.policy_noise >= 0, "rl.rebrac.policy_noise", self.policy_noise, ">= 0")
+        check(self.noise_clip >= 0, "rl.rebrac.noise_clip", self.noise_clip, ">= 0")
+        check(math.isfinite(self.bc_sharpness) and self.bc_sharpness >= 0, "rl.rebrac.bc_sharpness",
+               self.bc_sharpness, "a finite number >= 0")
+        in_range("rl.rebrac.discount", self.discount, 0.0, 1.0)
+        in_range("rl.rebrac.tau", self.tau, 0.0, 1.0)
+
+
+@dataclass
+class FilteredBCConfig:
+    """TGE-filtered BC (``rl.backbone=fbc``): %BC with the episode's mean TGE reward as its score.
+
+    Whole episodes of D_mu are ranked by their mean TGE reward, shrunk towards D_mu's mean with
+    the weight of ``prior`` windows, and taken best first up to a cut; BC (the ``rl.bc_*``
+    network) trains on them alone. See ``tge_ray.rl.filtered`` and docs/notes/config-fields.md.
+
+    Attributes:
+        fraction: the cut: ``auto`` (Otsu's threshold on the episode scores, which needs no
+            guess of how much of D_mu is expert-like) or a share of D_mu's transitions in (0, 1],
+            which must stay below the expert-like share.
+        prior: weight of D_mu's mean reward in an episode's score, in windows of H transitions,
+            so short episodes cannot outrank long ones by chance (0: the plain episode mean).
+        lr: filtered BC's learning rate; higher than the baseline's ``rl.bc_lr`` because the
+            kept episodes are few and clean.
+    """
+
+    fraction: Literal["auto"] | float = "auto"
+    prior: float = 1.0
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.fraction != "auto":
+            check(0.0 < self.fraction <= 1.0, "rl.fbc.fraction", self.fraction, "must be auto or lie in (0, 1]")
+        check(self.prior >= 0.0, "rl.fbc.prior", self.prior, "must be >= 0")
+        positive("rl.fbc.lr", self.lr)
+
+
+@dataclass
+class RLConfig:
+    """Offline RL on the labelled transitions.
+
+    Attributes:
+        backbone: TGE's learner: ``iql`` (the default, as DESIGN.md), ``rebrac``, or ``fbc``
+            (TGE-filtered BC); BC and oracle-IQL are baselines chosen with ``methods``.
+        steps: gradient updates per policy.
+        iql: IQL hyper-parameters (also the oracle baseline's).
+        rebrac: ReBRAC hyper-parameters.
+        fbc: filtered BC's episode choice and learning rate.
+        bc_hidden: BC's MLP width (the baseline and the ``fbc`` backbone).
+        bc_layers: BC's hidden layers.
+        bc_lr: the BC baseline's learning rate (CORL's); ``fbc`` has its own, ``fbc.lr``.
+        bc_batch_size: transitions per BC update.
+        bc_lr_schedule: BC's learning rate over the updates: ``constant`` (CORL's BC) or
+            ``cosine`` (annealed to 0 at the last update, as IQL's actor).
+    """
+
+    backbone: Literal["iql", "rebrac", "fbc"] = "iql"
+    steps: int = 100000
+    iql: IQLConfig = field(default_factory=IQLConfig)
+    rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)
+    fbc: FilteredBCConfig = field(default_factory=FilteredBCConfig)
+    bc_hidden: int = 256
+    bc_layers: int = 2
+    bc_lr: float = 3e-4
+    bc_batch_size: int = 256
+    bc_lr_schedule: Literal["constant", "cosine"] = "constant"
+
+    def bc_rate(self, learner: str) -> float:
+        """The learning rate of the BC learner ``learner``: ``fbc.lr`` for filtered BC, ``bc_lr``
+        for the baseline."""
+        return self.fbc.lr if learner == "fbc" else self.bc_lr
+
+    def __post_init__(self) -> None:
+        positive("rl.steps", self.steps)
+        positive("rl.bc_hidden", self.bc_hidden)
+        positive("rl.bc_layers", self.bc_layers)
+        positive("rl.bc_lr", self.bc_lr)
+        positive("rl.bc_batch_size", self.bc_batch_size)

@@ -1,0 +1,187 @@
+"""The stages of ``tge run`` up to the rewards, each an artifact keyed by what it depends on.
+
+    data        make missing ``tge/*`` datasets (:func:`ensure_datasets`)
+    diffusion   temporal U-Net DDPM on D_mu's windows (Ray Train)           -> artifact
+    embeddings  z = phi(tau, 0) for every window of D_mu and D_E (Ray Data)  -> artifact
+    rewards     k-NN kernel reward per transition (Ray Data + faiss)         -> artifact
+
+The windows themselves are cut in :func:`tge_ray.pipeline.run.run_experiment`; the policy stage
+is :mod:`tge_ray.pipeline.policies`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tge_ray.config import ExperimentConfig, to_dict
+from tge_ray.data.minari_io import dataset_fingerprint, is_local
+from tge_ray.data.task import DEMOS_BEFORE_THE_OPTION, LfOTask
+from tge_ray.data.windows import Windows, after_start, complete_windows, to_ray_dataset
+from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
+
+ARTIFACT_FORMAT = 1  # bump when a stage's output format changes, so old artifacts are not reused
+
+
+def say(progress: bool, message: str) -> None:
+    """A stage line on stderr, when the run shows progress."""
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def ensure_datasets(cfg: ExperimentConfig, progress: bool) -> None:
+    """Make missing ``tge/*`` datasets (when ``task.make_missing``)."""
+    for dataset_id in (cfg.task.offline, cfg.task.expert):
+        if is_local(dataset_id) or not (cfg.task.make_missing and dataset_id.startswith("tge/")):
+            continue
+        from tge_ray.data.make import make_dataset
+
+        say(progress, f"      making {dataset_id} (first use) ...")
+        make_dataset(dataset_id, seed=cfg.seed, progress=progress)
+
+
+def data_dependencies(cfg: ExperimentConfig) -> dict[str, Any]:
+    """What D_mu and D_E are made of (ids, file fingerprints, N, M)."""
+    return {
+        "offline": cfg.task.offline,
+        "offline_files": dataset_fingerprint(cfg.task.offline),
+        "expert": cfg.task.expert,
+        "expert_files": dataset_fingerprint(cfg.task.expert),
+        "n_expert_trajs": cfg.task.n_expert_trajs,
+        "format": ARTIFACT_FORMAT,
+    }
+
+
+def diffusion_stage(
+    cfg: ExperimentConfig, store: ArtifactStore, task: LfOTask, mixed_windows: Windows, progress: bool
+) -> Artifact:
+    from tge_ray.diffusion.train import train_diffusion
+
+    training_fields = {k: v for k, v in to_dict(cfg.diffusion).items() if k not in ("pool", "normalize")}
+    deps = {
+        "data": data_dependencies(cfg),
+        "horizon": cfg.windows.horizon,
+        "diffusion": training_fields,
+        "train_workers": cfg.resources.train_workers,
+        "seed": cfg.seed,
+        # The training order: one seeded permutation of all windows (before: blocks of
+        # consecutive windows in a seeded order), so models trained before it are not reused.
+        "window_order": "permuted",
+    }
+
+    def build(folder: Path) -> dict[str, Any]:
+        dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
+        scratch = Path(tempfile.mkdtemp(prefix="tge-train-"))
+        try:
+            checkpoint = train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, progress=progress)
+            shutil.move(str(checkpoint), folder / "diffusion.pt")
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {"windows": len(mixed_windows)}
+
+    return store.get_or_build("diffusion", deps, build)
+
+
+def _collect_embeddings(dataset: Any, n_rows: int) -> np.ndarray:
+    """Gather ``{"index", "embedding"}`` batches into an (N, D) array in index order."""
+    out: np.ndarray | None = None
+    seen = 0
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        embedding = batch["embedding"]
+        if out is None:
+            out = np.empty((n_rows, embedding.shape[1]), dtype=np.float32)
+        out[batch["index"]] = embedding
+        seen += len(batch["index"])
+    if out is None or seen != n_rows:
+        raise RuntimeError(f"embedding stage returned {seen} rows for {n_rows} windows")
+    return out
+
+
+def embedding_stage(
+    cfg: ExperimentConfig,
+    store: ArtifactStore,
+    diffusion: Artifact,
+    mixed_windows: Windows,
+    demo_windows: Windows,
+) -> Artifact:
+    from tge_ray.diffusion.embed import embed_dataset
+
+    deps = {
+        "diffusion": diffusion.name,
+        "pool": cfg.diffusion.pool,
+        "normalize": cfg.diffusion.normalize,
+        "n_demos": cfg.task.n_demos,
+        "format": ARTIFACT_FORMAT,
+    }
+    if cfg.task.demos != DEMOS_BEFORE_THE_OPTION:  # artifacts made before task.demos existed keep their keys
+        deps["demos"] = cfg.task.demos
+
+    def build(folder: Path) -> dict[str, Any]:
+        checkpoint = diffusion.path / "diffusion.pt"
+        arrays = {}
+        for name, windows in (("mixed", mixed_windows), ("demos", demo_windows)):
+            dataset = embed_dataset(to_ray_dataset(windows, batch_size=cfg.windows.batch_size), checkpoint, cfg)
+            arrays[name] = _collect_embeddings(dataset, len(windows))
+        np.savez(folder / "embeddings.npz", **arrays)
+        return {"dim": int(arrays["mixed"].shape[1]), "mixed": len(mixed_windows), "demos": len(demo_windows)}
+
+    return store.get_or_build("embeddings", deps, build)
+
+
+def expert_index_rows(cfg: ExperimentConfig, task: LfOTask) -> np.ndarray:
+    """(N_E,) bool: the windows of D_E that enter the k-NN index (``reward.expert_windows``,
+    ``reward.skip_demo_start``)."""
+    rows = np.ones(len(task.demo_episode_ids), dtype=bool)
+    if cfg.reward.expert_windows == "complete":
+        rows &= complete_windows(task.demo_episode_ids, cfg.windows.horizon)
+    if cfg.reward.skip_demo_start:
+        rows &= after_start(task.demo_episode_ids, cfg.reward.skip_demo_start)
+    return rows
+
+
+def reward_stage(
+    cfg: ExperimentConfig, store: ArtifactStore, embeddings: Artifact, task: LfOTask
+) -> Artifact:
+    from tge_ray.reward.diagnostics import separation
+    from tge_ray.reward.kernels import scale_rewards
+    from tge_ray.reward.label import label_rewards
+
+    deps = {
+        "embeddings": embeddings.name,
+        "kernel": cfg.reward.kernel,
+        "k": cfg.reward.k,
+        "sigma": cfg.reward.sigma,
+        "scale": cfg.reward.scale,
+        "format": ARTIFACT_FORMAT,
+    }
+    if cfg.reward.expert_windows != "all":  # only when set, so default artifacts keep their keys
+        deps["expert_windows"] = cfg.reward.expert_windows
+    if cfg.reward.skip_demo_start:
+        deps["skip_demo_start"] = cfg.reward.skip_demo_start
+
+    def build(folder: Path) -> dict[str, Any]:
+        with np.load(embeddings.path / "embeddings.npz") as npz:
+            mixed, demos = npz["mixed"], npz["demos"][expert_index_rows(cfg, task)]
+        table = to_ray_dataset(mixed, column="embedding", batch_size=cfg.reward.batch_size)
+        raw = label_rewards(table, demos, cfg.reward, cfg.resources)
+        scaled, scaling = scale_rewards(raw, cfg.reward.scale)
+        stats = separation(raw, task.expert_flags)
+        np.savez(folder / "rewards.npz", raw=raw, scaled=scaled)
+        return {"scaling": scaling.to_dict(), "separation": stats}
+
+    return store.get_or_build("rewards", deps, build)
+
+
+def true_reward_correlation_of(rewards: Artifact, task: LfOTask) -> dict[str, float]:
+    """Computed by every run rather than stored with the reward artifact, so runs that reuse an
+    artifact made before this diagnostic report it too."""
+    from tge_ray.reward.diagnostics import true_reward_correlation
+
+    with np.load(rewards.path / "rewards.npz") as npz:
+        raw = npz["raw"]
+    return true_reward_correlation(raw, task.mixed.rewards, task.mixed.episode_ids)
