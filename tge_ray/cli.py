@@ -2,7 +2,7 @@
 
     tge run [CONFIG] [key.sub=value ...]     the TGE pipeline (default: the embedded local task)
     tge sweep SPACE.yaml [--resume] [...]     Ray Tune + Optuna sweep
-    tge data list | info ID | make ID | train-expert TASK
+    tge data list | info ID | make ID | import FILE | experts | train-expert TASK
     tge config [CONFIG] [key=value ...]       print the resolved config (or --fields)
     tge report DIR [--out FOLDER]             report.md + self-contained report.html of a run or sweep
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tge_ray.config import resolve_config_path
-from tge_ray.errors import TGEError
+from tge_ray.errors import DataError, TGEError
 
 
 def _split_config_args(items: list[str]) -> tuple[str | None, list[str]]:
@@ -155,16 +155,46 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from tge_ray.data.d4rl_import import import_dataset
+
+    path, written = import_dataset(args.file, dataset_id=args.id, d4rl_name=args.d4rl_name, env_id=args.env,
+                                   ref_min=args.ref_min, ref_max=args.ref_max, force=args.force)
+    print(f"dataset ready: {path}" if written else f"dataset kept (it exists; --force replaces it): {path}")
+    return 0
+
+
+def cmd_data_experts(args: argparse.Namespace) -> int:
+    from tge_ray.data.experts import EXPERTS_DIR, shipped_experts
+
+    rows = shipped_experts()
+    missing = [task for task in args.require if not rows.get(task)]
+    if missing:
+        raise DataError(f"no expert for {', '.join(missing)} in {EXPERTS_DIR}: train it with "
+                        f"`tge data train-expert {missing[0]}` (see README, Data)")
+    header = ("task", "env", "expert", "medium", "random", "steps", "algorithm")
+    table = [(task, *(row or ("-",) * 6)) for task, row in rows.items()]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *table)]
+    for row in (header, *table):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    print(f"({EXPERTS_DIR})")
+    return 0
+
+
 def cmd_data_train_expert(args: argparse.Namespace) -> int:
-    from tge_ray.data.experts import train_expert
+    from tge_ray.data.expert_training import train_expert
 
     path = train_expert(
         args.task,
+        env_id=args.env,
+        algo=args.algo,
         steps=args.steps,
         seed=args.seed,
         out_dir=args.out,
+        run_dir=args.run_dir,
         progress=not args.quiet,
-        max_seconds=None if args.max_seconds == float("inf") else args.max_seconds,
+        max_seconds=args.max_seconds,
+        snapshot_every=args.snapshot_every,
     )
     print(f"expert written: {path}")
     return 0
@@ -234,9 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     make = data_sub.add_parser(
         "make",
         help="make a D4RL-style Minari dataset offline (tge/<task>/<quality>-v0)",
-        description="Tasks: hopper, halfcheetah, walker2d, pointmaze-umaze, pointmaze-medium; "
+        description="Tasks: hopper, halfcheetah, walker2d, ant, pointmaze-umaze, pointmaze-medium; "
         "qualities: random, medium, expert. With --env and --expert: any Gymnasium "
-        "continuous-control environment and an expert actor file.",
+        "continuous-control environment and an expert actor file (medium too when it is "
+        "`tge data train-expert`'s <name>_expert.pt).",
     )
     make.add_argument("id", nargs="?", help="dataset id, e.g. tge/hopper/random-v0")
     make.add_argument("--env", help="Gymnasium env id for a custom task")
@@ -251,12 +282,52 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     make.set_defaults(func=cmd_data_make)
 
-    train = data_sub.add_parser("train-expert", help="train a locomotion expert with Stable-Baselines3 SAC")
-    train.add_argument("task", help="hopper, halfcheetah or walker2d")
-    train.add_argument("--steps", type=int, default=400_000)
+    imports = data_sub.add_parser(
+        "import",
+        help="turn a D4RL-format HDF5 or .npz file into a Minari dataset",
+        description="Read observations, actions, rewards, terminals and timeouts from a D4RL .hdf5 file or a "
+        ".npz with the same keys and write a Minari dataset with reference scores and an evaluation env. A D4RL "
+        "name (the file's, e.g. hopper-random-v2.hdf5, or --d4rl-name) gives the id d4rl/<env>/<dataset>-vN, "
+        "D4RL's reference scores and the Gymnasium v5 env; --id, --env and --ref-min/--ref-max override them.",
+    )
+    imports.add_argument("file", type=Path, help="a .hdf5/.h5 (D4RL) or .npz file")
+    imports.add_argument("--id", help="Minari id to write (default from the D4RL name: d4rl/<env>/<dataset>-vN)")
+    imports.add_argument("--d4rl-name", help="the file's D4RL dataset name when its file name is not, e.g. hopper-medium-v2")
+    imports.add_argument("--env", help="Gymnasium env id that evaluates policies (default from the D4RL name)")
+    imports.add_argument("--ref-min", type=float, help="return of the random policy (default D4RL's)")
+    imports.add_argument("--ref-max", type=float, help="return of the expert policy (default D4RL's)")
+    imports.add_argument("--force", action="store_true", help="replace an existing dataset")
+    imports.set_defaults(func=cmd_data_import)
+
+    shipped = data_sub.add_parser("experts", help="the shipped experts with their returns")
+    shipped.add_argument("--require", nargs="*", default=[], metavar="TASK",
+                         help="exit 2 with one line unless these tasks have experts")
+    shipped.set_defaults(func=cmd_data_experts)
+
+    from tge_ray.data import expert_algos as training  # names and budgets only; no library is imported
+
+    train = data_sub.add_parser(
+        "train-expert",
+        help="train an expert (and medium policy) for a continuous-control env; reruns resume",
+        description="Train an off-policy RL expert for a task (hopper, halfcheetah, walker2d, ant) or any "
+        "continuous-control Gymnasium env (--env), and write <name>_expert.pt, <name>_medium.pt and the record "
+        "<name>.json into --out. A session stops at --steps or --max-seconds; while the training is unfinished, "
+        "the same command resumes it from its last checkpoint in the run folder.",
+    )
+    train.add_argument("task", nargs="?", help="hopper, halfcheetah, walker2d or ant (or --env)")
+    train.add_argument("--env", help="any continuous-control Gymnasium env id, e.g. Swimmer-v5")
+    train.add_argument("--algo", choices=sorted(training.ALGOS), default=training.DEFAULT_ALGO,
+                       help=f"learner: SB3 SAC, sb3-contrib TQC or their SBX (JAX) ports (default {training.DEFAULT_ALGO})")
+    train.add_argument("--steps", type=int, default=training.DEFAULT_STEPS,
+                       help="environment steps in all, over every session")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--max-seconds", type=float, default=3300.0, help="wall-time budget ('inf': none)")
+    train.add_argument("--max-seconds", type=float, default=training.DEFAULT_MAX_SECONDS,
+                       help="wall time of this session ('inf': none); rerun to continue")
+    train.add_argument("--snapshot-every", type=int, default=training.SNAPSHOT_EVERY,
+                       help="environment steps between snapshots and checkpoints")
     train.add_argument("--out", type=Path, default=None, help="folder for the weights (default: the package's)")
+    train.add_argument("--run-dir", type=Path, default=None,
+                       help="snapshots and checkpoint (default: $TGE_CACHE_DIR/expert_runs/<name>-<algo>-s<seed>)")
     train.add_argument("-q", "--quiet", action="store_true")
     train.set_defaults(func=cmd_data_train_expert)
     return parser

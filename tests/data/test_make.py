@@ -121,11 +121,16 @@ def test_any_env_with_an_expert_file(datasets_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dataset_id": "tge/ant/random-v0"}, "unknown task 'ant'"),
+        ({"dataset_id": "tge/swimmer/random-v0"}, "unknown task 'swimmer'"),
         ({"dataset_id": "tge/hopper/great-v0"}, "unknown quality 'great'"),
         ({"dataset_id": "tge/hopper/random-v0", "size": 0}, "size=0 must be > 0"),
         ({"env_id": "CartPole-v1", "expert_path": "x.pt"}, "not continuous control"),
         ({"env_id": "Hopper-v5", "expert_path": "missing.pt"}, "does not exist"),
+        ({"env_id": "NoSuchEnv-v0", "expert_path": "x.pt"}, "cannot make env 'NoSuchEnv-v0'"),
+        ({"env_id": "Hopper-v5", "expert_path": str(experts.EXPERTS_DIR / "walker2d_expert.pt")},
+         "trained on Walker2d-v5 .* pass --env Walker2d-v5"),
+        ({"env_id": "Hopper-v5", "expert_path": str(experts.EXPERTS_DIR / "hopper_medium.pt"), "quality": "medium"},
+         "quality 'medium' with --env needs"),
     ],
 )
 def test_bad_input_is_one_clear_error_and_writes_nothing(kwargs, message, datasets_path):
@@ -168,14 +173,10 @@ def test_random_policy_is_uniform_within_bounds():
     assert np.allclose(actions.mean(axis=0), [0.0, 1.5], atol=0.05)
 
 
-def test_train_expert_tiny_budget_ships_loadable_actors(tmp_path):
-    info_path = experts.train_expert("hopper", steps=300, seed=0, out_dir=tmp_path, progress=False, snapshot_every=100)
-    info = json.loads(info_path.read_text())
-    assert info["steps_trained"] == 300 and [row["step"] for row in info["snapshots"]] == [100, 200, 300]
-    assert info["reproduce"] == "tge data train-expert hopper --steps 300 --seed 0 --max-seconds inf"
-    assert info["expert"]["episodes"] >= 10 and "stable_baselines3" in info["versions"]
-    candidates = info["expert_candidates"]  # the three best snapshots, re-evaluated on fresh episodes
-    assert len(candidates) == 3 and all(c["episodes"] == experts.SELECT_EPISODES for c in candidates)
-    assert info["expert"]["snapshot_step"] == max(candidates, key=lambda c: c["return_mean"])["step"]
-    actions = experts.load_policy(tmp_path / "hopper_expert.pt")(np.zeros((4, 11), np.float32))
-    assert actions.shape == (4, 3) and (np.abs(actions) <= 1).all()
+def test_ant_is_a_task_whose_datasets_wait_for_its_expert(tmp_path, datasets_path, monkeypatch):
+    assert make.TASKS["ant"].env_id == "Ant-v5" and not make.TASKS["ant"].scripted
+    monkeypatch.setattr(experts, "EXPERTS_DIR", tmp_path / "no_experts_yet")
+    for quality in make.QUALITIES:
+        with pytest.raises(DataError, match=r"no readable expert record .* `tge data train-expert ant`"):
+            make.make_dataset(f"tge/ant/{quality}-v0", size=100, episodes=1, progress=False)
+    assert not (datasets_path / "tge").exists()

@@ -1,28 +1,20 @@
-"""Shipped expert and medium policies: SB3 SAC training, and loading without SB3.
+"""Shipped expert and medium policies: the actor format, loading without an RL library, picking.
 
-Locomotion experts are trained with Stable-Baselines3 SAC (rl-zoo defaults for MuJoCo:
-``MlpPolicy`` 256x256, ``learning_starts=10000``, everything else SB3's default) by one command::
-
-    tge data train-expert hopper    # or python -m tge_ray.data.experts hopper (400k steps or 55 min)
-
-Every ``snapshot_every`` environment steps the deterministic actor is evaluated and saved; at the
-end the best snapshot (by a fresh 20-episode evaluation of the three best, :func:`pick_expert`)
-becomes ``<task>_expert.pt`` and the snapshot whose return is closest to
-``MEDIUM_FRACTION`` of the expert's becomes ``<task>_medium.pt`` (D4RL's "medium" is a policy
-stopped part-way through the expert's training). Both are plain ``state_dict``s of
-:class:`Actor` (obs -> tanh mean -> action bounds) that load with torch alone; ``<task>.json``
-beside them records the command, seed, steps, wall time, returns and library versions.
+Experts are trained by ``tge data train-expert`` (:mod:`tge_ray.data.expert_training`). Every
+``snapshot_every`` environment steps the deterministic actor is evaluated and saved; at the end of
+each session the best snapshot (by a fresh 20-episode evaluation of the three best,
+:func:`pick_expert`) becomes ``<name>_expert.pt`` and the snapshot whose return is closest to
+``MEDIUM_FRACTION`` of the expert's becomes ``<name>_medium.pt`` (D4RL's "medium" is a policy
+stopped part-way through the expert's training). Both are plain ``state_dict``s of :class:`Actor`
+(obs -> tanh mean -> action bounds) that load with torch alone; ``<name>.json`` beside them (the
+record) holds the command, seed, steps, wall time, returns and library versions. ``<name>`` is
+the task (``hopper``) or, for any other env, the env id's :func:`~tge_ray.data.envs.slug`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
-import shutil
-import sys
-import tempfile
-import time
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,12 +25,10 @@ import torch
 from torch import nn
 
 from tge_ray.data import pointmaze
+from tge_ray.data.envs import LOCOMOTION_ENVS
 from tge_ray.errors import DataError
 
 EXPERTS_DIR = Path(__file__).parent / "experts"
-
-# task -> Gymnasium id of the locomotion tasks whose experts are trained with SAC.
-LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 
 # The medium policy is the snapshot whose return is closest to this fraction of the expert's.
 MEDIUM_FRACTION = 0.4
@@ -89,7 +79,7 @@ class Actor(nn.Module):
 
 
 def actor_from_sac(model, action_space: gym.spaces.Box) -> Actor:
-    """Copy the deterministic part of an SB3 SAC actor into a standalone :class:`Actor`."""
+    """Copy the deterministic part of an SB3 SAC (or sb3-contrib TQC) actor into an :class:`Actor`."""
     sb3_actor = model.policy.actor
     linears = [m for m in sb3_actor.latent_pi if isinstance(m, nn.Linear)]
     obs_dim = linears[0].in_features if linears else sb3_actor.mu.in_features
@@ -97,6 +87,28 @@ def actor_from_sac(model, action_space: gym.spaces.Box) -> Actor:
     for mine, theirs in zip([m for m in actor.latent if isinstance(m, nn.Linear)], linears, strict=True):
         mine.load_state_dict(theirs.state_dict())
     actor.mean.load_state_dict(sb3_actor.mu.state_dict())
+    return actor.eval()
+
+
+def actor_from_jax(model, action_space: gym.spaces.Box) -> Actor:
+    """Copy the deterministic part of an SBX (JAX) SAC or TQC actor into an :class:`Actor`.
+
+    SBX's ``SquashedGaussianActor`` is Dense layers with ReLU, then a ``mean`` and a ``log_std``
+    Dense layer (``Dense_0`` .. ``Dense_{n+1}`` in Flax's naming); its deterministic action is
+    tanh(mean), rescaled to the bounds by SBX as :class:`Actor` does. Flax kernels are (in, out),
+    torch weights (out, in).
+    """
+    params = model.policy.actor_state.params["params"]
+    dense = [params[f"Dense_{i}"] for i in range(len(params))]
+    hidden, mean = dense[:-2], dense[-2]  # dense[-1] is log_std, unused by the deterministic actor
+    obs_dim = np.asarray(dense[0]["kernel"]).shape[0]
+    widths = tuple(np.asarray(layer["kernel"]).shape[1] for layer in hidden)
+    actor = Actor(obs_dim, action_space.shape[0], widths, action_space.low, action_space.high)
+    with torch.no_grad():
+        for mine, theirs in zip([*[m for m in actor.latent if isinstance(m, nn.Linear)], actor.mean],
+                                [*hidden, mean], strict=True):
+            mine.weight.copy_(torch.as_tensor(np.array(theirs["kernel"]).T))
+            mine.bias.copy_(torch.as_tensor(np.array(theirs["bias"])))
     return actor.eval()
 
 
@@ -114,7 +126,7 @@ def load_policy(task_or_path: str | Path, quality: str = "expert") -> Policy:
     """A task's policy (``quality`` expert or medium) or an actor file (a path) as a batch policy.
 
     Returns obs (B, obs_dim) -> actions (B, act_dim) (PointMaze: dict obs of (B, ...) arrays).
-    Locomotion policies are the shipped SAC actors; PointMaze's are the scripted controllers of
+    Locomotion policies are the shipped RL actors; PointMaze's are the scripted controllers of
     :mod:`tge_ray.data.pointmaze` (medium: noisy, wandering to random goals).
     """
     if str(task_or_path) in pointmaze.MAZES:
@@ -190,84 +202,6 @@ def evaluate(policy: Policy, env_id: str, *, episodes: int, seed: int, num_envs:
         envs.close()
 
 
-# ----------------------------------------------------------------------------- training
-
-
-def _snapshot_callback(env_id: str, action_space, snapshot_dir: Path, every: int, seed: int,
-                       deadline: float | None, progress_bar):
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Snapshots(BaseCallback):
-        """Evaluates and saves the actor every ``every`` steps and at the end; stops at the deadline."""
-
-        def _snapshot(self) -> None:
-            actor = actor_from_sac(self.model, action_space)
-            returns = evaluate(policy_from_actor(actor), env_id, episodes=5, seed=seed + 10_000)
-            torch.save(actor.state_dict(), snapshot_dir / f"step_{self.num_timesteps:08d}.pt")
-            with open(snapshot_dir / "log.jsonl", "a") as log:
-                log.write(json.dumps({"step": self.num_timesteps, "time": time.time(),
-                                      "return": float(returns.mean())}) + "\n")
-            if progress_bar is not None:
-                progress_bar.set_postfix(ret=f"{returns.mean():.0f}")
-
-        def _on_step(self) -> bool:
-            if progress_bar is not None:
-                progress_bar.update(1)
-            if self.num_timesteps % every == 0:
-                self._snapshot()
-            return deadline is None or time.time() < deadline
-
-        def _on_training_end(self) -> None:
-            if self.num_timesteps % every != 0:
-                self._snapshot()
-
-    return Snapshots()
-
-
-def train_expert(task: str, *, steps: int, seed: int = 0, out_dir: Path | None = None, progress: bool = True,
-                 max_seconds: float | None = None, snapshot_every: int = 10_000) -> Path:
-    """Train a SAC expert for ``task`` and ship expert + medium actors; returns ``<task>.json``.
-
-    Training stops after ``steps`` env steps or ``max_seconds`` of wall time, whichever first.
-    Snapshots go to a fresh scratch folder (printed, removed once shipped), so an interrupted run
-    can still be shipped with :func:`ship_expert`; the snapshots' returns are kept in the json.
-    """
-    from stable_baselines3 import SAC
-    from tqdm import tqdm
-
-    if task not in LOCOMOTION_ENVS:
-        raise DataError(f"unknown task {task!r} for SAC training: use one of {', '.join(LOCOMOTION_ENVS)}")
-    if steps <= 0:
-        raise DataError(f"steps={steps} must be > 0: pass a positive number of environment steps")
-    env_id = LOCOMOTION_ENVS[task]
-    out_dir = Path(out_dir) if out_dir is not None else EXPERTS_DIR
-    # A fresh folder per run: two runs (or a test beside a long run) never share snapshots.
-    snapshot_dir = Path(tempfile.mkdtemp(prefix=f"tge_expert_{task}_s{seed}_"))
-    print(f"snapshots: {snapshot_dir}", file=sys.stderr)
-
-    torch.set_num_threads(1)
-    env = gym.make(env_id)
-    model = SAC("MlpPolicy", env, learning_starts=10_000, seed=seed, device="cpu", verbose=0)
-    started = time.time()
-    deadline = started + max_seconds if max_seconds is not None and np.isfinite(max_seconds) else None
-    bar = tqdm(total=steps, desc=f"SAC {task}", unit="step") if progress else None
-    callback = _snapshot_callback(env_id, env.action_space, snapshot_dir, snapshot_every, seed, deadline, bar)
-    try:
-        model.learn(total_timesteps=steps, callback=callback)
-    finally:
-        if bar is not None:
-            bar.close()
-    env.close()
-    command = f"tge data train-expert {task} --steps {steps} --seed {seed}"
-    command += f" --max-seconds {max_seconds:g}" if max_seconds is not None else " --max-seconds inf"
-    meta = {"command": command, "reproduce": f"tge data train-expert {task} --steps {model.num_timesteps} --seed {seed} --max-seconds inf",
-            "seed": seed, "steps_requested": steps, "steps_trained": int(model.num_timesteps),
-            "wall_seconds": round(time.time() - started, 1), "algorithm": "SB3 SAC (rl-zoo MuJoCo defaults)"}
-    info_path = ship_expert(task, snapshot_dir, out_dir=out_dir, meta=meta)
-    shutil.rmtree(snapshot_dir)  # shipped; an interrupted run keeps its snapshots for ship_expert
-    return info_path
-
-
 def _snapshot_state(snapshot_dir: Path, step: int) -> dict[str, torch.Tensor]:
     return torch.load(Path(snapshot_dir) / f"step_{step:08d}.pt", weights_only=True)
 
@@ -290,22 +224,24 @@ def pick_expert(env_id: str, snapshot_dir: Path, log: list[dict], *, candidates:
     return next(row for row in ranked if row["step"] == best["step"]), trials
 
 
-def ship_expert(task: str, snapshot_dir: Path, *, out_dir: Path | None = None, meta: dict | None = None,
+def ship_expert(name: str, env_id: str, snapshot_dir: Path, *, out_dir: Path | None = None,
+                meta: dict | None = None, versions: dict[str, str] | None = None,
                 episodes: int = 10, seed: int = 0) -> Path:
-    """Pick expert (:func:`pick_expert`) and medium snapshots, re-evaluate them, write the shipped files."""
-    import stable_baselines3
+    """Pick expert (:func:`pick_expert`) and medium snapshots, re-evaluate them, write the shipped files.
 
-    env_id = LOCOMOTION_ENVS[task]
+    Writes ``<name>_expert.pt``, ``<name>_medium.pt`` and the record ``<name>.json`` into
+    ``out_dir`` (default: the package's experts folder), each through a temporary file renamed
+    into place, the record last; returns the record's path.
+    """
     out_dir = Path(out_dir) if out_dir is not None else EXPERTS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
     log = [json.loads(line) for line in (Path(snapshot_dir) / "log.jsonl").read_text().splitlines()]
     best, trials = pick_expert(env_id, snapshot_dir, log)
     medium = min(log, key=lambda row: abs(row["return"] - MEDIUM_FRACTION * best["return"]))
     figures: dict[str, Any] = {"expert_candidates": trials}
+    states = {}
     for quality, row in (("expert", best), ("medium", medium)):
-        state = _snapshot_state(snapshot_dir, row["step"])
-        returns = evaluate(policy_from_actor(Actor.from_state_dict(state)), env_id, episodes=episodes, seed=seed)
-        torch.save(state, out_dir / f"{task}_{quality}.pt")
+        states[quality] = _snapshot_state(snapshot_dir, row["step"])
+        returns = evaluate(policy_from_actor(Actor.from_state_dict(states[quality])), env_id, episodes=episodes, seed=seed)
         figures[quality] = {"snapshot_step": row["step"], "return_mean": float(returns.mean()),
                             "return_std": float(returns.std()), "episodes": episodes, "eval_seed": seed}
     env = gym.make(env_id)
@@ -313,26 +249,52 @@ def ship_expert(task: str, snapshot_dir: Path, *, out_dir: Path | None = None, m
     env.close()
     figures["random"] = {"return_mean": float(random_returns.mean()), "return_std": float(random_returns.std()),
                          "episodes": episodes, "eval_seed": seed}
-    info = {"task": task, "env_id": env_id, **(meta or {}), **figures,
-            "snapshots": log, "versions": {"torch": torch.__version__, "stable_baselines3": stable_baselines3.__version__,
-                                           "gymnasium": gym.__version__, "python": platform.python_version()}}
-    path = out_dir / f"{task}.json"
-    path.write_text(json.dumps(info, indent=2) + "\n")
+    info = {"task": name, "env_id": env_id, **(meta or {}), **figures, "snapshots": log,
+            "versions": {"torch": torch.__version__, "gymnasium": gym.__version__, **(versions or {})}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for quality, state in states.items():
+        _replace(out_dir / f"{name}_{quality}.pt", lambda handle, state=state: torch.save(state, handle))
+    path = out_dir / f"{name}.json"
+    _replace(path, lambda handle: handle.write((json.dumps(info, indent=2) + "\n").encode()))
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m tge_ray.data.experts TASK`` (same as ``tge data train-expert TASK``)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=sorted(LOCOMOTION_ENVS))
-    parser.add_argument("--steps", type=int, default=400_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-seconds", type=float, default=3300.0, help="wall-time budget ('inf': none)")
-    parser.add_argument("--out-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    print(train_expert(args.task, steps=args.steps, seed=args.seed, out_dir=args.out_dir,
-                       max_seconds=args.max_seconds))
+def _replace(path: Path, write: Callable[[Any], None]) -> None:
+    """Write ``path`` through a temporary file beside it and one rename."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-if __name__ == "__main__":
-    main()
+def expert_record(expert_path: str | Path) -> dict | None:
+    """The ``train-expert`` record beside an expert actor (``<name>_expert.pt`` -> ``<name>.json``).
+
+    None when ``expert_path`` is not named ``<name>_expert.pt`` or has no readable record beside it.
+    """
+    path = Path(expert_path)
+    if not path.name.endswith("_expert.pt"):
+        return None
+    try:
+        record = json.loads((path.parent / f"{path.name.removesuffix('_expert.pt')}.json").read_text())
+        readable = all(isinstance(record[quality]["return_mean"], float) for quality in ("random", "expert"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record if readable and isinstance(record.get("env_id"), str) else None
+
+
+def shipped_experts() -> dict[str, tuple[str, ...] | None]:
+    """task -> (env, expert, medium and random return, steps, algorithm) of its record, None if not shipped."""
+    rows: dict[str, tuple[str, ...] | None] = {}
+    for task, env_id in LOCOMOTION_ENVS.items():
+        record = expert_record(EXPERTS_DIR / f"{task}_expert.pt")
+        if record is None or not (EXPERTS_DIR / f"{task}_expert.pt").is_file():
+            rows[task] = None
+            continue
+        returns = [f"{record[q]['return_mean']:.0f} ± {record[q]['return_std']:.0f}" for q in ("expert", "medium", "random")]
+        rows[task] = (env_id, *returns, str(record.get("steps_trained", "-")),
+                      str(record.get("algorithm", "-")).split(" (")[0])
+    return rows

@@ -5,7 +5,9 @@ Ids are ``tge/<task>/<quality>-v0`` with tasks in :data:`TASKS` and qualities
 training at about 0.4 of its return for locomotion; the wandering, noisy waypoint controller for
 PointMaze; ``size`` steps) and ``expert`` (the shipped expert, ``episodes`` full episodes). With
 ``env_id`` + ``expert_path`` any Gymnasium continuous-control env gets ``random`` or ``expert``
-data (id ``tge/<env-id-lowercased>/<quality>-v0``).
+data (id ``tge/<env-id-lowercased>/<quality>-v0``); when the expert file is
+``tge data train-expert``'s output (``<name>_expert.pt`` with its record ``<name>.json`` beside
+it), ``medium`` data too (from ``<name>_medium.pt``), and the reference scores are the record's.
 
 Every dataset stores ``ref_min_score`` (mean return of the random policy) and ``ref_max_score``
 (mean return of the expert) over :data:`REF_EPISODES` episodes with seed :data:`REF_SEED`, the
@@ -50,6 +52,7 @@ from minari.storage import get_dataset_path
 from tqdm import tqdm
 
 from tge_ray.data import experts, pointmaze
+from tge_ray.data.envs import check_env, slug
 from tge_ray.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -163,23 +166,11 @@ def _check_shipped_references(dataset_id: str, target: Path, shipped: tuple[floa
         )
 
 
-def _check_env(env_id: str) -> gym.Env:
-    try:
-        env = gym.make(env_id)
-    except Exception as exc:  # noqa: BLE001 - unknown ids, missing extras, bad kwargs all land here
-        raise DataError(f"cannot make env {env_id!r} ({type(exc).__name__}: {exc}): give a registered Gymnasium id") from None
-    if not isinstance(env.action_space, gym.spaces.Box):
-        env.close()
-        raise DataError(f"env {env_id!r} has {type(env.action_space).__name__} actions, not continuous control (Box): "
-                        f"pick a continuous-control env such as Hopper-v5")
-    if not isinstance(env.observation_space, gym.spaces.Box):
-        env.close()
-        raise DataError(f"env {env_id!r} has {type(env.observation_space).__name__} observations: an actor file "
-                        f"takes flat Box observations (wrap the env with FlattenObservation and register it)")
-    if env.spec is None or env.spec.max_episode_steps is None:
-        env.close()
-        raise DataError(f"env {env_id!r} has no time limit: register it with max_episode_steps")
-    return env
+def _actor_label(record: dict[str, Any], actor: Path, quality: str) -> str:
+    """``SB3 SAC expert (hopper_expert.pt, sha256 ...)``: which trained actor made a dataset."""
+    library = str(record.get("algorithm", "SB3 SAC")).split(" (")[0]
+    what = "snapshot" if quality == "medium" else "expert"
+    return f"{library} {what} ({actor.name}, sha256 {_file_digest(actor)})"
 
 
 def _custom_policy(env: gym.Env, expert_path: str) -> Policy:
@@ -388,7 +379,7 @@ def _datasets_path(root: Path) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = old
 
 
-def _check_disk(root: Path, steps: int, task: Task) -> None:
+def check_disk(root: Path, steps: int, task: Task) -> None:
     env = gym.make(task.env_id, **task.env_kwargs)
     obs_bytes = gym.spaces.flatdim(env.observation_space) * 8
     act_bytes = gym.spaces.flatdim(env.action_space) * 4
@@ -400,7 +391,7 @@ def _check_disk(root: Path, steps: int, task: Task) -> None:
                         f"{free >> 20} MiB are free; free some or set MINARI_DATASETS_PATH to another disk")
 
 
-def _write(dataset_id: str, buffers: list[EpisodeBuffer], target: Path, root: Path, **create_kwargs: Any) -> None:
+def write_dataset(dataset_id: str, buffers: list[EpisodeBuffer], target: Path, root: Path, **create_kwargs: Any) -> None:
     """Build the dataset under a temporary root beside ``root``, then move it into place."""
     scratch = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
     try:
@@ -469,11 +460,18 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
         quality, task = id_quality, TASKS[task_name]
     else:
         quality = quality or ("expert" if expert_path else "random")
-        if quality not in ("random", "expert"):
-            raise DataError(f"quality {quality!r} with --env: use 'random' or 'expert' (medium needs a task's snapshots)")
+        if quality not in QUALITIES:
+            raise DataError(f"unknown quality {quality!r}: use one of {', '.join(QUALITIES)}")
         if expert_path is None:
             raise DataError(f"--env {env_id} needs --expert PATH (an actor state_dict) for its reference score")
-        dataset_id = f"tge/{re.sub(r'[^a-z0-9]+', '-', env_id.lower()).strip('-')}/{quality}-v0"
+        record = experts.expert_record(expert_path)
+        if quality == "medium" and record is None:
+            raise DataError("quality 'medium' with --env needs --expert DIR/<name>_expert.pt as `tge data "
+                            "train-expert` writes it, with <name>_medium.pt and <name>.json beside it")
+        if record is not None and record["env_id"] != env_id:
+            raise DataError(f"expert file {expert_path!r} was trained on {record['env_id']} (its record says so), "
+                            f"not {env_id}: pass --env {record['env_id']}")
+        dataset_id = f"tge/{slug(env_id)}/{quality}-v0"
         task_name, task = None, Task(env_id)
 
     target = Path(get_dataset_path(dataset_id))
@@ -484,7 +482,7 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
         return target
     root = Path(get_dataset_path())
 
-    env = gym.make(task.env_id, **task.env_kwargs) if task_name else _check_env(task.env_id)
+    env = gym.make(task.env_id, **task.env_kwargs) if task_name else check_env(task.env_id)
     action_space, eval_spec = env.action_space, env.spec
     if task_name is not None:
         spec = PolicySpec(task_name, quality, action_space)
@@ -494,31 +492,42 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
         elif task.scripted:
             algorithm = {"medium": "waypoint controller, noisy, wandering to random goals",
                          "expert": "scripted waypoint controller (BFS + PD)"}[quality]
-        else:  # a shipped SAC actor, named with its digest
-            actor = f"{task_name}_{quality}.pt"
-            what = "snapshot" if quality == "medium" else "expert"
-            algorithm = f"SB3 SAC {what} ({actor}, sha256 {_file_digest(experts.EXPERTS_DIR / actor)})"
+        else:  # a shipped actor, named with its digest
+            record = json.loads((experts.EXPERTS_DIR / f"{task_name}.json").read_text())
+            algorithm = _actor_label(record, experts.EXPERTS_DIR / f"{task_name}_{quality}.pt", quality)
     else:
         expert = _custom_policy(env, expert_path)
-        spec = PolicySpec(None, quality, action_space, expert_path=expert_path)
-        ref_min = float(experts.evaluate(experts.random_policy(action_space, REF_SEED), task.env_id,
-                                         episodes=REF_EPISODES, seed=REF_SEED).mean())
-        ref_max = float(experts.evaluate(expert, task.env_id, episodes=REF_EPISODES, seed=REF_SEED).mean())
-        algorithm = "uniform random actions" if quality == "random" else f"expert actor {expert_path}"
+        policy_path = Path(expert_path)
+        if quality == "medium":
+            policy_path = policy_path.with_name(policy_path.name.removesuffix("_expert.pt") + "_medium.pt")
+            _custom_policy(env, str(policy_path))
+        spec = PolicySpec(None, quality, action_space, expert_path=str(policy_path))
+        if record is not None:  # train-expert's figures: the same ones `tge/<task>/*` ids use
+            ref_min, ref_max = float(record["random"]["return_mean"]), float(record["expert"]["return_mean"])
+        else:
+            ref_min = float(experts.evaluate(experts.random_policy(action_space, REF_SEED), task.env_id,
+                                             episodes=REF_EPISODES, seed=REF_SEED).mean())
+            ref_max = float(experts.evaluate(expert, task.env_id, episodes=REF_EPISODES, seed=REF_SEED).mean())
+        if quality == "random":
+            algorithm = "uniform random actions"
+        elif record is not None:
+            algorithm = _actor_label(record, policy_path, quality)
+        else:
+            algorithm = f"expert actor {expert_path}"
     env.close()
 
     if quality == "expert":
         episodes = episodes or DEFAULT_EPISODES
-        _check_disk(root, episodes * eval_spec.max_episode_steps, task)
+        check_disk(root, episodes * eval_spec.max_episode_steps, task)
         buffers = collect_parallel(task, spec, seed=seed, episodes=episodes, workers=workers, progress=progress,
                                    desc=dataset_id)
     else:
         size = size or DEFAULT_SIZE
-        _check_disk(root, size, task)
+        check_disk(root, size, task)
         buffers = collect_parallel(task, spec, seed=seed, size=size, workers=workers, progress=progress,
                                    desc=dataset_id)
 
-    _write(dataset_id, buffers, target, root,
+    write_dataset(dataset_id, buffers, target, root,
            env=eval_spec, eval_env=eval_spec, algorithm_name=algorithm, author="tge_ray",
            author_email="n/a", code_permalink="tge_ray/data/make.py",
            ref_min_score=ref_min, ref_max_score=ref_max, num_episodes_average_score=REF_EPISODES,

@@ -1,0 +1,54 @@
+"""Which Gymnasium envs the data tools accept, and the names their files and datasets get.
+
+``train-expert``, ``make --env`` and ``import`` all take continuous-control envs with flat Box
+observations and a time limit; :func:`check_env` says in one line what else is wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import gymnasium as gym
+
+from tge_ray.errors import DataError
+
+# task -> Gymnasium id of the locomotion tasks whose experts are trained with RL (shipped in experts/).
+LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
+                   "ant": "Ant-v5"}
+
+
+def slug(env_id: str) -> str:
+    """``Ant-v5`` -> ``ant-v5``: the name of a custom env's expert files and datasets."""
+    return re.sub(r"[^a-z0-9]+", "-", env_id.lower()).strip("-")
+
+
+def expert_name(env_id: str) -> str:
+    """The task whose env is ``env_id`` (``Hopper-v5`` -> ``hopper``), else :func:`slug`."""
+    return next((task for task, known in LOCOMOTION_ENVS.items() if known == env_id), slug(env_id))
+
+
+def check_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make(env_id, **kwargs)``, refused in one line unless it is flat continuous control.
+
+    Returns the open env (the caller closes it).
+    """
+    try:
+        env = gym.make(env_id, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - unknown ids, missing extras, bad kwargs all land here
+        reason = (str(exc).splitlines() or [""])[0]
+        raise DataError(f"cannot make env {env_id!r} ({type(exc).__name__}: {reason}): give a registered "
+                        f"Gymnasium id such as Hopper-v5") from None
+    problem = None
+    if not isinstance(env.action_space, gym.spaces.Box):
+        problem = (f"env {env_id!r} has {type(env.action_space).__name__} actions, not continuous control (Box): "
+                   f"pick a continuous-control env such as Hopper-v5")
+    elif not isinstance(env.observation_space, gym.spaces.Box) or len(env.observation_space.shape) != 1:
+        problem = (f"env {env_id!r} has {env.observation_space} observations, not a flat Box: wrap the env with "
+                   f"FlattenObservation and register it")
+    elif env.spec is None or env.spec.max_episode_steps is None:
+        problem = f"env {env_id!r} has no time limit: register it with max_episode_steps"
+    if problem is not None:
+        env.close()
+        raise DataError(problem)
+    return env
