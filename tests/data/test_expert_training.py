@@ -14,15 +14,27 @@ import torch
 from tge_ray.cli import main
 from tge_ray.data import experts, make
 from tge_ray.data.expert_algos import ALGOS
-from tge_ray.data.expert_training import EXPORTS, RUN_FORMAT, RunFolder, RunSpec, default_run_dir, train_expert
+from tge_ray.data.expert_training import (
+    EXPORTS,
+    RUN_FORMAT,
+    RunFolder,
+    RunSpec,
+    default_run_dir,
+    train_expert,
+)
 from tge_ray.errors import DataError
 
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path, monkeypatch):
-    """Default run folders and datasets go under tmp_path, never ~/.cache or ~/.minari."""
+    """Default run folders and datasets go under tmp_path, never ~/.cache or ~/.minari; one torch
+    thread, as train-expert itself runs (two threads on a busy 2-core machine slow SAC's updates 20x)."""
     monkeypatch.setenv("TGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
