@@ -2,14 +2,21 @@
 # The local D4RL-style suite of RESULTS.md, with the project's own commands.
 #
 #   bash benchmarks/local_suite.sh [STORAGE] [SEEDS] [LANES] [TASKS]
-#                                  # default: results/suite "0" 2 "hopper halfcheetah walker2d"
+#       # default: results/suite "0" 2 "hopper halfcheetah walker2d ant pointmaze-medium"
 #
-# For each task in TASKS, N in {200, 30, 0} expert trajectories mixed
-# into tge/<task>/random-v0, one demo, and each seed: `tge run` with IQL as the TGE backbone
-# (TGE-IQL, BC on all data, oracle-reward IQL), then `tge run` with ReBRAC and with TGE-filtered
-# BC (TGE only; they reuse the diffusion model, embeddings and rewards). Then two ablations on hopper and on
-# walker2d (those in TASKS), N = 30, with TGE-IQL and TGE-filtered BC: H = 1 against the default
-# H = 32, and the gaussian against the default log kernel.
+# Rows (N expert trajectories mixed into the offline data, one demo, each seed):
+#   hopper, halfcheetah, walker2d: tge/<task>/random-v0 + N in {200, 30, 0}, and
+#                                  tge/<task>/medium-v0 + N in {30, 0} (the medium policy's data:
+#                                  meaningful, sub-expert behaviour)
+#   ant:                           tge/ant/random-v0 + N in {200, 30, 0}; it needs the ant expert
+#                                  (`tge data train-expert ant`): without it the script says so and
+#                                  runs the other tasks
+#   pointmaze-medium:              tge/pointmaze-medium/random-v0 + N in {30, 0} (navigation)
+# Each row: `tge run` with IQL as the TGE backbone (TGE-IQL, BC on all data, oracle-reward IQL),
+# then `tge run` with ReBRAC and with TGE-filtered BC (TGE only; they reuse the diffusion model,
+# embeddings and rewards). Then two ablations on hopper and on walker2d (those in TASKS), N = 30,
+# with TGE-IQL and TGE-filtered BC: H = 1 against the default H = 32, and the gaussian against the
+# default log kernel.
 # LANES runs go at once (each a local Ray with torch_threads=1). Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -23,22 +30,42 @@ set -euo pipefail
 STORAGE=${1:-results/suite}
 SEEDS=${2:-0}
 LANES=${3:-2}
-TASKS=${4:-hopper halfcheetah walker2d}
+TASKS=${4:-hopper halfcheetah walker2d ant pointmaze-medium}
 BUDGET=(rl.steps=5000 evaluation.every=2500 evaluation.episodes=10 rl.rebrac.batch_size=256)
 
+rows() {  # task -> its rows, "offline-quality N" each
+  case $1 in
+    hopper|halfcheetah|walker2d) echo "random:200 random:30 random:0 medium:30 medium:0" ;;
+    ant) echo "random:200 random:30 random:0" ;;
+    pointmaze-medium) echo "random:30 random:0" ;;
+    *) echo "local_suite: no rows for task '$1' (known: hopper halfcheetah walker2d ant pointmaze-medium)" >&2
+       exit 2 ;;
+  esac
+}
+
+for task in $TASKS; do rows "$task" >/dev/null; done  # an unknown task stops here, before anything runs
+if [[ " $TASKS " == *" ant "* ]] && ! tge data experts --require ant >/dev/null; then
+  # tge printed the missing file and the command that trains it
+  echo "local_suite: skipping the ant rows until the ant expert is shipped" >&2
+  TASKS=$(echo " $TASKS " | sed 's/ ant / /; s/^ *//; s/ *$//')
+fi
+
 for task in $TASKS; do  # datasets first, once (not inside parallel runs)
-  tge data make "tge/$task/random-v0" -q
-  tge data make "tge/$task/expert-v0" -q
+  for quality in $(rows "$task" | tr ' ' '\n' | cut -d: -f1 | sort -u) expert; do
+    tge data make "tge/$task/$quality-v0" -q
+  done
 done
 
-cell() {  # task N seed: the IQL run (tge, bc, oracle), then the ReBRAC and filtered-BC runs (tge)
-  local task=$1 n=$2 seed=$3
-  local data=(task.offline="tge/$task/random-v0" task.expert="tge/$task/expert-v0" task.n_expert_trajs="$n")
+cell() {  # task quality N seed: the IQL run (tge, bc, oracle), then the ReBRAC and filtered-BC runs (tge)
+  local task=$1 quality=$2 n=$3 seed=$4
+  local data=(task.offline="tge/$task/$quality-v0" task.expert="tge/$task/expert-v0" task.n_expert_trajs="$n")
+  local name="$task-N$n"  # the random rows keep the names of the runs RESULTS.md quotes
+  if [[ $quality != random ]]; then name="$task-$quality-N$n"; fi
   local budget=("${BUDGET[@]}")
   if [[ $task == walker2d ]]; then budget+=(evaluation.episodes=50); fi  # the later value wins
-  tge run -q "${data[@]}" "${budget[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-iql-s$seed"
+  tge run -q "${data[@]}" "${budget[@]}" seed="$seed" storage="$STORAGE" name="$name-iql-s$seed"
   for backbone in rebrac fbc; do
-    tge run -q "${data[@]}" "${budget[@]}" seed="$seed" storage="$STORAGE" name="$task-N$n-$backbone-s$seed" \
+    tge run -q "${data[@]}" "${budget[@]}" seed="$seed" storage="$STORAGE" name="$name-$backbone-s$seed" \
       rl.backbone=$backbone 'methods=[tge]'
   done
 }
@@ -56,7 +83,7 @@ export BUDGET_STR="${BUDGET[*]}"
 jobs=()
 for seed in $SEEDS; do
   for task in $TASKS; do
-    for n in 200 30 0; do jobs+=("cell $task $n $seed"); done
+    for row in $(rows "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
   done
   if [[ " $TASKS " == *" hopper "* ]]; then
     jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")

@@ -70,7 +70,7 @@ def test_bad_space_files(tmp_path, space, message):
 
 
 @pytest.mark.parametrize(
-    "name", ["smoke", "horizon", "kernel", "backbone", "local_suite", "d4rl_locomotion"]
+    "name", ["smoke", "horizon", "kernel", "backbone", "local_suite", "d4rl_locomotion", "d4rl_files"]
 )
 def test_shipped_spaces_parse(name):
     from pathlib import Path
