@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks and GPU figures in one go, on a machine with a CUDA GPU:
 #   bash benchmarks/gpu.sh OUTDIR
-# 1. check_gpu.py: the pipeline's GPU code paths (bf16 training and embedding, GPU checkpoints
-#    read on CPU, learners and resumption on the device) against CPU results;
+# 1. pytest -m gpu (tests/gpu): the pipeline's GPU code paths (bf16 training and embedding, GPU
+#    checkpoints read on CPU, learners, resumption and CUDA graphs on the device) against CPU
+#    results, one line of figures per check;
 # 2. bench_unet.py: U-Net windows/s, fp32 and bf16, the batch sizes of the CPU figures and
 #    16x larger ones (a GPU needs them to fill);
 # 3. bench_rl.py: IQL / ReBRAC updates/s on the GPU, eager and torch.compile.
-# Needs torch with CUDA, numpy, pyyaml and tqdm (not Ray: these call the stages' code directly).
+# Needs torch with CUDA, numpy, pyyaml, tqdm and pytest (not Ray: these call the stages' code directly).
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUTDIR}
 mkdir -p "$out"
@@ -15,7 +16,7 @@ export PYTHONPATH="$here/..${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/nvidia-smi.csv"
-"$python" "$here/check_gpu.py" --out "$out/gpu-check.json" 2>&1 | tee "$out/gpu-check.log" || status=1
+(cd "$here/.." && TGE_GPU_TESTS_REQUIRED=1 "$python" -m pytest -m gpu -s -p no:cacheprovider tests/gpu) 2>&1 | tee "$out/gpu-check.log" || status=1
 "$python" "$here/bench_unet.py" --device cuda --precisions fp32,bf16 --sizes reference,default \
     --variants fast,plain --train-batches 256,4096 --encode-batches 1024,16384 \
     --train-steps 20 --encode-steps 20 --out "$out/unet-gpu.json" 2>&1 | tee "$out/unet-gpu.log" || status=1

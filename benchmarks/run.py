@@ -22,7 +22,7 @@ with faiss' GPU index (which needs the ``gpu`` extra), ``tge run`` as it is (it 
 itself); the file is then ``results-gpu<count>-<model>.json``. Only the CPU-bound figures
 (windows, dataset generation) and the Ray Data / raw faiss ratio keep their targets there; the
 others show their 2-core reference without its target. ``benchmarks/gpu.sh`` has the fuller GPU
-tables and ``check_gpu.py`` the GPU checks (an H200's in ``docs/notes/gpu-h200.md``).
+tables and ``pytest -m gpu`` the GPU checks (an H200's in ``docs/notes/gpu-h200.md``).
 
     .venv/bin/python benchmarks/run.py                  # about 20 minutes on 2 cores
     .venv/bin/python benchmarks/run.py --sweep          # + the sweep benchmark (about 10 more)
