@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -250,7 +251,8 @@ def ship_expert(name: str, env_id: str, snapshot_dir: Path, *, out_dir: Path | N
     figures["random"] = {"return_mean": float(random_returns.mean()), "return_std": float(random_returns.std()),
                          "episodes": episodes, "eval_seed": seed}
     info = {"task": name, "env_id": env_id, **(meta or {}), **figures, "snapshots": log,
-            "versions": {"torch": torch.__version__, "gymnasium": gym.__version__, **(versions or {})}}
+            "versions": {"torch": torch.__version__, "gymnasium": gym.__version__, **(versions or {}),
+                         "python": platform.python_version()}}
     out_dir.mkdir(parents=True, exist_ok=True)
     for quality, state in states.items():
         _replace(out_dir / f"{name}_{quality}.pt", lambda handle, state=state: torch.save(state, handle))
@@ -280,7 +282,7 @@ def expert_record(expert_path: str | Path) -> dict | None:
         return None
     try:
         record = json.loads((path.parent / f"{path.name.removesuffix('_expert.pt')}.json").read_text())
-        readable = all(isinstance(record[quality]["return_mean"], float) for quality in ("random", "expert"))
+        readable = all(isinstance(record[quality]["return_mean"], int | float) for quality in ("random", "expert"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return record if readable and isinstance(record.get("env_id"), str) else None
