@@ -35,7 +35,9 @@ SMOKE_SPACE = HERE.parent / "tune_spaces" / "smoke.yaml"  # --smoke-test: 2 tria
 def stage_seconds(artifacts: Path) -> dict[str, list[float]]:
     """Seconds of every stage build in the store, by stage (policy-tge, diffusion, ...)."""
     seconds: dict[str, list[float]] = defaultdict(list)
-    for manifest in artifacts.glob("*/manifest.json"):
+    from tge_ray.pipeline.files import MANIFEST_FILE
+
+    for manifest in artifacts.glob(f"*/{MANIFEST_FILE}"):
         info = json.loads(manifest.read_text())
         seconds[info["stage"]].append(float(info["seconds"]))
     return dict(seconds)

@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n-expert, --steps, --every and --episodes must be >= 1")
     runs = {}
     for run_dir in args.runs:
-        results = read_run(run_dir, "policy_ceiling")
-        if results is None:
+        run = read_run(run_dir, "policy_ceiling")
+        if run is None:
             return 2
-        runs[run_dir] = results
+        runs[run_dir] = run
 
     from tge_ray.errors import TGEError
 
@@ -122,10 +122,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             rows.append({"name": kind, "seed": seed, "history": history, "seconds": time.perf_counter() - start,
                          **summarise(history, args.good)})
-    for run_dir, results in runs.items():
-        for method, evaluations in results["eval_history"].items():
-            history = [(int(step), float(score)) for step, score in evaluations]
-            rows.append({"name": f"{run_dir.name.split('__')[0]}:{method}", "seed": results.get("config", {}).get("seed"),
+    for run_dir, run in runs.items():
+        for method, history in run.results.eval_history.items():
+            rows.append({"name": f"{run_dir.name.split('__')[0]}:{method}", "seed": run.config.seed,
                          "history": history, **summarise(history, args.good)})
 
     print(f"{args.task}, N = {args.n_expert}: final score, mean and share >= {args.good:g} of the second half's "

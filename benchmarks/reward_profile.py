@@ -19,19 +19,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _run_folder import read_run
 
 
-def profile(run_dir: Path, results: dict, from_start: list[int], to_end: list[int]) -> dict:
-    """Mean stored reward by position in D_mu's episodes, for one run (its results.json)."""
-    from tge_ray.data.task import task_of_summary
-
-    config = results["config"]
-    task = task_of_summary(results["task"])
-    with np.load(Path(results["artifacts"]["rewards"]["path"]) / "rewards.npz") as npz:
-        rewards = npz["scaled"]
+def profile(run: Any, from_start: list[int], to_end: list[int]) -> dict:
+    """Mean stored reward by position in D_mu's episodes, for one run (a RunFolder)."""
+    config = run.config
+    task = run.task()
+    rewards = run.rewards().scaled
     mixed = task.mixed
     lengths = np.bincount(mixed.episode_ids, minlength=mixed.n_episodes)
     position = np.arange(mixed.n_transitions) - mixed.episode_starts[mixed.episode_ids]
@@ -47,8 +45,8 @@ def profile(run_dir: Path, results: dict, from_start: list[int], to_end: list[in
             groups[name] = {"from_start": means(rows, position, from_start), "to_end": means(rows, remaining, to_end),
                             "mean": float(rewards[rows].mean()),
                             "episode_length_mean": float(lengths[np.unique(mixed.episode_ids[rows])].mean())}
-    return {"run": str(run_dir), "horizon": config["windows"]["horizon"], "kernel": config["reward"]["kernel"],
-            "expert_windows": config["reward"].get("expert_windows", "all"), "groups": groups}
+    return {"run": str(run.path), "horizon": config.windows.horizon, "kernel": config.reward.kernel,
+            "expert_windows": config.reward.expert_windows, "groups": groups}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,18 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = {}
     for run_dir in args.run_dirs:
-        results = read_run(run_dir, "reward_profile", rewards=True)
-        if results is None:
+        run = read_run(run_dir, "reward_profile", rewards=True)
+        if run is None:
             return 2
-        runs[run_dir] = results
+        runs[run_dir] = run
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one RUN_DIR")
 
     from tge_ray.errors import TGEError
 
-    for run_dir, results in runs.items():
+    for run_dir, run in runs.items():
         try:
-            record = profile(run_dir, results, args.from_start, args.to_end)
+            record = profile(run, args.from_start, args.to_end)
         except TGEError as exc:  # e.g. the run's datasets are gone
             print(f"reward_profile: error: {run_dir}: {exc}", file=sys.stderr)
             return 2

@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _run_folder import read_run
 
 
-def _policies(run_dir: Path, act_dim: int, seed: int) -> dict:
+def _policies(run: Any, act_dim: int, seed: int) -> dict:
     import torch
 
     from tge_ray.rl.nets import TanhPolicy
@@ -34,22 +35,22 @@ def _policies(run_dir: Path, act_dim: int, seed: int) -> dict:
         "zero action": lambda obs: np.zeros((len(obs), act_dim)),
         "uniform random action": lambda obs: rng.uniform(-1.0, 1.0, (len(obs), act_dim)),
     }
-    for path in sorted((run_dir / "checkpoints").glob("policy-*.pt")):
+    for label, path in run.policy_checkpoints().items():
         state = torch.load(path, map_location="cpu", weights_only=False)
-        policies[path.stem.removeprefix("policy-")] = TanhPolicy.from_state(state["actor_state"]).act
+        policies[label] = TanhPolicy.from_state(state["actor_state"]).act
     return policies
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a `tge run` folder (with results.json and config.yaml)")
+    parser.add_argument("run_dir", type=Path, help="a `tge run` folder with a TGE reward stage")
     parser.add_argument("--steps", type=int, default=1000, help="environment steps per episode, at most")
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/rollout_reward.json")
     args = parser.parse_args(argv)
-    results = read_run(args.run_dir, "rollout_reward", config=True, rewards=True)
-    if results is None:
+    run = read_run(args.run_dir, "rollout_reward", rewards=True)
+    if run is None:
         return 2
     if args.steps < 1 or args.episodes < 1:
         parser.error("--steps and --episodes must be >= 1")
@@ -57,26 +58,21 @@ def main(argv: list[str] | None = None) -> int:
     import gymnasium
     import torch
 
-    from tge_ray.config import load_config
-    from tge_ray.data.task import task_of_summary
     from tge_ray.data.windows import Windows
+    from tge_ray.diffusion.checkpoint import load_encoder
     from tge_ray.diffusion.embed import embed_array
-    from tge_ray.diffusion.train import load_encoder
     from tge_ray.pipeline.policies import eval_environment
     from tge_ray.pipeline.stages import expert_index_rows
     from tge_ray.reward.kernels import RewardScaling
     from tge_ray.reward.label import label_array
 
     torch.set_num_threads(1)
-    cfg = load_config(args.run_dir / "config.yaml")
-    artifacts = results["artifacts"]
-    task = task_of_summary(results["task"])
-    encoder = load_encoder(Path(artifacts["diffusion"]["path"]) / "diffusion.pt")
-    with np.load(Path(artifacts["embeddings"]["path"]) / "embeddings.npz") as npz:
-        expert_embeddings = npz["demos"][expert_index_rows(cfg, task)]
-    with np.load(Path(artifacts["rewards"]["path"]) / "rewards.npz") as npz:
-        d_mu = npz["scaled"]
-    scaling = RewardScaling(**results["reward_scaling"])
+    cfg = run.config
+    task = run.task()
+    encoder = load_encoder(run.diffusion_checkpoint())
+    expert_embeddings = run.embeddings().demos[expert_index_rows(cfg, task)]
+    d_mu = run.rewards().scaled
+    scaling = RewardScaling(**run.results.reward_scaling)
 
     def tge_rewards(observations: np.ndarray) -> np.ndarray:
         windows = Windows(task.standardize(observations), np.zeros(len(observations), np.int64), cfg.windows.horizon)
@@ -87,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     env = gymnasium.make(env_id, **env_kwargs)
     low, high = env.action_space.low, env.action_space.high
     rows = {}
-    for name, policy in _policies(args.run_dir, task.mixed.act_dim, args.seed).items():
+    for name, policy in _policies(run, task.mixed.act_dim, args.seed).items():
         per_step, returns = [], []
         for episode in range(args.episodes):
             obs, _ = env.reset(seed=args.seed + episode)

@@ -110,8 +110,10 @@ def time_default_run(smoke: bool) -> dict[str, Any]:
         # `python -m tge_ray.cli` is `tge`, also where the project is on PYTHONPATH but not installed
         done = subprocess.run([sys.executable, "-m", "tge_ray.cli", *command[1:]], cwd=ROOT, check=False)
         wall = round(time.perf_counter() - started, 1)
-        results = next(Path(storage).glob("*/results.json"), None)
-        scores = json.loads(results.read_text())["scores"] if results else None
+        from tge_ray.pipeline.run_folder import RunFolder
+
+        run_dirs = RunFolder.inside(storage)
+        scores = RunFolder.open(run_dirs[0]).results.scores if run_dirs else None
     if done.returncode != 0:
         return {"error": f"tge run exited with {done.returncode}", "seconds": wall}
     return {"config": config, "wall_seconds": wall, "scores": scores, "target_seconds": 600}

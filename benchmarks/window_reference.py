@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the learner for --rl-steps (default: the run's rl.backbone)")
     parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/window_reference.json")
     args = parser.parse_args(argv)
-    results = read_run(args.run_dir, "window_reference", config=True, rewards=True)
-    if results is None:
+    run = read_run(args.run_dir, "window_reference", rewards=True)
+    if run is None:
         return 2
     for name in ("horizon", "skip", "k"):
         value = getattr(args, name)
@@ -54,29 +54,23 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be >= {0 if name == 'skip' else 1}, got {value}")
     if args.rl_steps < 0:
         parser.error(f"--rl-steps must be >= 0, got {args.rl_steps}")
-    backbone = args.backbone or results["config"]["rl"]["backbone"]
+    backbone = args.backbone or run.config.rl.backbone
     if args.rl_steps and backbone not in ("iql", "rebrac"):
         parser.error(f"the run's backbone is {backbone}: pass --backbone iql or rebrac with --rl-steps")
 
-    from tge_ray.config import load_config
-    from tge_ray.data.task import task_of_summary
     from tge_ray.data.windows import Windows
     from tge_ray.pipeline.stages import expert_index_rows
     from tge_ray.reward.diagnostics import true_reward_correlation
     from tge_ray.reward.kernels import scale_rewards
     from tge_ray.reward.label import label_array
 
-    rewards_file = Path(results["artifacts"]["rewards"]["path"]) / "rewards.npz"
-    if not rewards_file.is_file():
-        print(f"window_reference: error: the run's rewards are gone ({rewards_file}): rerun the run's "
-              "`tge run` command to rebuild them", file=sys.stderr)
-        return 2
-    cfg = load_config(args.run_dir / "config.yaml")
+    tge_raw = run.rewards().raw  # a run whose reward artifact is gone: one line, exit 2
+    cfg = run_cfg = run.config
     horizon = args.horizon or cfg.windows.horizon
     skip = cfg.reward.skip_demo_start if args.skip is None else args.skip
     reward_cfg = dataclasses.replace(cfg.reward, skip_demo_start=skip, k=args.k or cfg.reward.k)
     cfg = dataclasses.replace(cfg, reward=reward_cfg, windows=dataclasses.replace(cfg.windows, horizon=horizon))
-    task = task_of_summary(results["task"])
+    task = run.task()
     mixed = task.mixed
 
     started = time.perf_counter()
@@ -87,16 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     raw = label_array(flat_mixed, flat_demo, cfg.reward)
     scaled, _ = scale_rewards(raw, cfg.reward.scale)
     seconds = time.perf_counter() - started
-    with np.load(rewards_file) as npz:
-        tge_raw = npz["raw"]
     rows = {
         "TGE reward (the run's)": true_reward_correlation(tge_raw, mixed.rewards, mixed.episode_ids),
         "k-NN on the windows": true_reward_correlation(raw, mixed.rewards, mixed.episode_ids),
     }
-    run_cfg = results["config"]
     print(f"Spearman correlation with D_mu's true reward, {args.run_dir.name}")
-    print(f"  the run: H={run_cfg['windows']['horizon']}, k={run_cfg['reward']['k']}, "
-          f"skip={run_cfg['reward'].get('skip_demo_start', 0)}; the windows: H={horizon}, k={cfg.reward.k}, "
+    print(f"  the run: H={run_cfg.windows.horizon}, k={run_cfg.reward.k}, "
+          f"skip={run_cfg.reward.skip_demo_start}; the windows: H={horizon}, k={cfg.reward.k}, "
           f"skip={skip} ({len(flat_demo)} demo windows in the index, {seconds:.1f} s)")
     for name, row in rows.items():
         print(f"  {name:24s} per transition {row['transitions']:+.3f}   over episode means {row['episodes']:+.3f}")
@@ -109,12 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         import tempfile
 
         from tge_ray.pipeline.policies import eval_environment
-        from tge_ray.rl.buffer import Transitions
         from tge_ray.rl.train import train_policy
 
-        transitions = Transitions(observations=mixed.observations, actions=mixed.actions,
-                                  rewards=scaled.astype(np.float32), next_observations=mixed.next_observations,
-                                  terminals=mixed.terminals.astype(np.float32)).with_next_actions()
+        transitions = run.transitions(scaled.astype(np.float32))
         env_id, env_kwargs = eval_environment(cfg, task)
         rl = dataclasses.replace(cfg.rl, backbone=backbone, steps=args.rl_steps)
         evaluation = dataclasses.replace(cfg.evaluation, every=max(1, args.rl_steps // 5))

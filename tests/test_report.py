@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from tge_ray.cli import main
+from tge_ray.pipeline import files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -88,7 +89,7 @@ def _fenced_yaml(md_text: str) -> dict:
 
 
 def test_run_report(finished_run, capsys):
-    results = json.loads((finished_run / "results.json").read_text())
+    results = json.loads((finished_run / files.RESULTS_FILE).read_text())
     before = {p.name for p in finished_run.iterdir()}
     code, out, err = _report(capsys, finished_run)
     assert code == 0, err
@@ -108,7 +109,7 @@ def test_run_report(finished_run, capsys):
     assert f"| log | {results['separation']['auc']:.3g} |" in md_text
     rho = results["true_reward_correlation"]
     assert f"| Spearman | {rho['transitions']:.3g} | {rho['episodes']:.3g} |" in md_text
-    assert _fenced_yaml(md_text) == results["config"]
+    assert _fenced_yaml(md_text) == {"schema_version": results["schema_version"], **results["config"]}
     assert "<details><summary>Resolved config" in html_text
     assert "episode returns not shown" not in md_text  # the datasets are local: both colourings
 
@@ -131,8 +132,8 @@ def test_run_report_when_artifacts_are_gone(finished_run, store, tmp_path, capsy
     assert len([line for line in md_text.splitlines() if "artifacts are gone" in line]) == 1
     assert pngs == {"learning_curves.png", "reward_histogram_log.png", "embeddings_2d_log.png"}
     figures = tmp_path / "out" / "report_figures"
-    assert (figures / "reward_histogram_log.png").read_bytes() == (finished_run / "reward_histogram.png").read_bytes()
-    assert (figures / "embeddings_2d_log.png").read_bytes() == (finished_run / "embeddings_2d.png").read_bytes()
+    assert (figures / "reward_histogram_log.png").read_bytes() == (finished_run / files.REWARD_HISTOGRAM_FILE).read_bytes()
+    assert (figures / "embeddings_2d_log.png").read_bytes() == (finished_run / files.EMBEDDING_PROJECTION_FILE).read_bytes()
 
 
 def _one_error_line(err: str) -> str:
@@ -163,7 +164,7 @@ def test_folder_of_runs_is_one_table_over_seeds(finished_run, tmp_path, capsys):
     out = tmp_path / "suite"
     code, _, err = _report(capsys, finished_run.parent, "--out", out)
     assert code == 0, err
-    results = json.loads((finished_run / "results.json").read_text())
+    results = json.loads((finished_run / files.RESULTS_FILE).read_text())
     text = (out / "report.md").read_text()
     (row,) = [line for line in text.splitlines() if line.startswith("| test/hopper/random-v0 ")]
     for method, score in results["scores"].items():
@@ -180,7 +181,7 @@ def _copy_run(run_dir: Path, folder: Path, name: str, changes: dict) -> Path:
     (results.json's, which the report reads, and config.yaml); ``_DROP`` removes one."""
     copy = folder / name
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("checkpoints"))
-    results = json.loads((copy / "results.json").read_text())
+    results = json.loads((copy / files.RESULTS_FILE).read_text())
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")
         section = results["config"]
@@ -190,8 +191,8 @@ def _copy_run(run_dir: Path, folder: Path, name: str, changes: dict) -> Path:
             del section[key]
         else:
             section[key] = value
-    (copy / "results.json").write_text(json.dumps(results))
-    (copy / "config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
+    (copy / files.RESULTS_FILE).write_text(json.dumps(results))
+    (copy / files.CONFIG_FILE).write_text(yaml.safe_dump(results["config"], sort_keys=False))
     return copy
 
 
@@ -247,13 +248,13 @@ def test_runs_older_than_a_field_are_told_apart(finished_run, tmp_path, capsys, 
 def test_corrupt_results_json(finished_run, tmp_path, capsys):
     damaged = tmp_path / finished_run.name
     shutil.copytree(finished_run, damaged, ignore=shutil.ignore_patterns("report*"))
-    text = (damaged / "results.json").read_text()
-    (damaged / "results.json").write_text(text[: len(text) // 2])  # a write cut short
+    text = (damaged / files.RESULTS_FILE).read_text()
+    (damaged / files.RESULTS_FILE).write_text(text[: len(text) // 2])  # a write cut short
     before = sorted(p.name for p in damaged.iterdir())
     code, _, err = _report(capsys, damaged)
     assert code == 2
     line = _one_error_line(err)
-    assert "results.json is not valid JSON" in line and f"tge run {damaged / 'config.yaml'}" in line
+    assert "results.json is not valid JSON" in line and f"tge run {damaged / files.CONFIG_FILE}" in line
     assert sorted(p.name for p in damaged.iterdir()) == before, "nothing written"
 
 
@@ -312,7 +313,7 @@ def test_policy_ceiling_diagnostic(finished_run, tiny_datasets, tmp_path):
         assert [step for step, _ in row["history"]] == [10, 20]
         assert row["final"] == row["late_mean"] == row["history"][-1][1]
         assert row["late_good_share"] in (0.0, 1.0)
-    scores = json.loads((finished_run / "results.json").read_text())["scores"]
+    scores = json.loads((finished_run / files.RESULTS_FILE).read_text())["scores"]
     from_run = {row["name"].split(":")[1]: row["final"] for row in rows[2:]}
     assert from_run == pytest.approx(scores)  # every method of the run, its final score
     bad = subprocess.run([*script, "--runs", str(tmp_path)], capture_output=True, text=True, timeout=600)
@@ -354,7 +355,7 @@ def test_window_reference_diagnostic(finished_run, tmp_path):
                            "--rl-steps", "10", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads(out.read_text())
-    results = json.loads((finished_run / "results.json").read_text())
+    results = json.loads((finished_run / files.RESULTS_FILE).read_text())
     assert record["correlation"]["TGE reward (the run's)"] == pytest.approx(results["true_reward_correlation"])
     # H = 1, k = 1: the reward falls with each state's distance to the nearest demo state after
     # the demo's first 2, so it ranks D_mu as that distance does (brute force here).

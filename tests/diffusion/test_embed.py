@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tge_ray.config import DiffusionConfig, load_config
+from tge_ray.diffusion.checkpoint import load_encoder, write_checkpoint
 from tge_ray.diffusion.embed import embed_array, embed_dataset
-from tge_ray.diffusion.train import load_encoder, write_checkpoint
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.errors import TGEError
 
@@ -29,7 +29,7 @@ def test_ray_data_embedding_equals_in_process(ray_session, tmp_path):
 
     cfg = load_config(None, ["windows.horizon=8", "diffusion.dim=8", "diffusion.dim_mults=[1,2]",
                              "reward.batch_size=32", "resources.use_gpu=false"])
-    path = _checkpoint(tmp_path / "diffusion.pt", 8, 3, cfg.diffusion)
+    path = _checkpoint(tmp_path / "model.pt", 8, 3, cfg.diffusion)
     windows = np.random.default_rng(1).standard_normal((100, 8, 3)).astype(np.float32)
     index = np.arange(100, dtype=np.int64)
     dataset = ray.data.from_items([{"index": i, "window": w, "episode": i // 10} for i, w in zip(index, windows)])
@@ -49,6 +49,6 @@ def test_ray_data_embedding_equals_in_process(ray_session, tmp_path):
 
 def test_embed_dataset_checks_the_checkpoint_on_the_driver(tmp_path):
     cfg = load_config(None, ["windows.horizon=16", "diffusion.dim=8", "diffusion.dim_mults=[1,2]"])
-    path = _checkpoint(tmp_path / "diffusion.pt", 8, 3, DiffusionConfig(dim=8, dim_mults=(1, 2)))
+    path = _checkpoint(tmp_path / "model.pt", 8, 3, DiffusionConfig(dim=8, dim_mults=(1, 2)))
     with pytest.raises(TGEError, match="horizon=8, but the windows have horizon=16"):
         embed_dataset(None, path, cfg)

@@ -43,7 +43,7 @@ from tge_ray.accel import compile_mode, compile_model
 from tge_ray.config import DiffusionConfig, RLConfig
 from tge_ray.diffusion.ddpm import DiffusionTrainerState, unwrap
 from tge_ray.diffusion.embed import embed_batch
-from tge_ray.diffusion.train import encoder_from_checkpoint, read_checkpoint, write_checkpoint
+from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoint, write_checkpoint
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.reward.diagnostics import roc_auc
 from tge_ray.reward.kernels import kernel_reward, scale_rewards
@@ -120,7 +120,7 @@ def test_diffusion_bf16(trained_diffusion):
 def test_checkpoint_and_bf16_embeddings(device, trained_diffusion, tmp_path):
     trainer_state = trained_diffusion[0]
     cfg = DiffusionConfig(ema_start=0)
-    path = write_checkpoint(tmp_path / "diffusion.pt", obs_dim=OBS, horizon=HORIZON, cfg=cfg,
+    path = write_checkpoint(tmp_path / "model.pt", obs_dim=OBS, horizon=HORIZON, cfg=cfg,
                             ema_state_dict=trainer_state["ema"], model_state_dict=trainer_state["model"],
                             step=trainer_state["step"], losses=[])
     data = read_checkpoint(path)

@@ -10,7 +10,10 @@ import pytest
 from tge_ray.cli import main
 from tge_ray.config import load_config, resolve_config_path
 from tge_ray.data.task import task_of_summary
+from tge_ray.pipeline import files
 from tge_ray.pipeline.run import run_experiment
+from tge_ray.pipeline.run_folder import RunFolder
+from tge_ray.pipeline.upgrade import SCHEMA_VERSION
 from tge_ray.reward.kernels import kernel_reward
 
 
@@ -29,41 +32,44 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     out = capsys.readouterr().out
     assert "tge-iql" in out and "bc" in out and "oracle-iql" in out and "ROC AUC" in out
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__iql__H8__s0__")]
-    results = json.loads((run_dir / "results.json").read_text())
+    results = json.loads((run_dir / files.RESULTS_FILE).read_text())
+    assert results["schema_version"] == SCHEMA_VERSION
     assert set(results["scores"]) == {"tge-iql", "bc", "oracle-iql"}
     assert all(np.isfinite(v) for v in results["scores"].values())
     assert 0.0 <= results["separation"]["auc"] <= 1.0
     assert results["config"]["windows"]["horizon"] == 8
-    for name in ("config.yaml", "metrics.jsonl", "reward_histogram.png", "embeddings_2d.png"):
+    for name in (files.CONFIG_FILE, files.METRICS_FILE, files.REWARD_HISTOGRAM_FILE, files.EMBEDDING_PROJECTION_FILE):
         assert (run_dir / name).stat().st_size > 0
-    assert {p.name for p in (run_dir / "checkpoints").iterdir()} >= {"diffusion.pt", "policy-tge-iql.pt"}
-    assert load_config(run_dir / "config.yaml").task.offline == tiny_datasets["offline"]
+    for stage in ("diffusion", "policy-tge-iql", "policy-bc", "policy-oracle-iql"):
+        assert files.run_checkpoint(run_dir, stage).stat().st_size > 0
+    assert load_config(run_dir / files.CONFIG_FILE).task.offline == tiny_datasets["offline"]
+    run = RunFolder.open(run_dir)  # the record reads back as written
+    assert run.results.to_json() == results and run.config == load_config(run_dir / files.CONFIG_FILE)
+    assert len(run.rewards().raw) == len(run.expert_flags()) == len(run.embeddings().mixed)
 
     # A second run with the same config reuses every stage; a new sigma redoes only rewards + TGE.
-    cfg = load_config(run_dir / "config.yaml", ["reward.sigma=0.5", "methods=[tge]"])
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.sigma=0.5", "methods=[tge]"])
     again = run_experiment(cfg, progress=False)
     reused = {name: a["reused"] for name, a in again.artifacts.items()}
     assert reused == {"diffusion": True, "embeddings": True, "rewards": False, "policy-tge-iql": False}
 
     # reward.expert_windows=complete changes only the expert index: new rewards, same embeddings.
-    cfg = load_config(run_dir / "config.yaml", ["reward.expert_windows=complete", "methods=[tge]", "rl.steps=1"])
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.expert_windows=complete", "methods=[tge]", "rl.steps=1"])
     complete = run_experiment(cfg, progress=False)
     assert complete.artifacts["embeddings"]["reused"] and not complete.artifacts["rewards"]["reused"]
     raws = []
     for artifact in (results["artifacts"]["rewards"], complete.artifacts["rewards"]):
-        with np.load(artifact["path"] + "/rewards.npz") as npz:
-            raws.append(npz["raw"])
+        raws.append(files.read_rewards(artifact["path"]).raw)
     assert raws[0].shape == raws[1].shape and not np.array_equal(raws[0], raws[1])
 
     # reward.skip_demo_start=4 leaves the demo's first 4 windows out of the index: the rewards
     # are the kernel of the distances to the other windows, computed here by brute force.
-    cfg = load_config(run_dir / "config.yaml", ["reward.skip_demo_start=4", "methods=[tge]", "rl.steps=1"])
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.skip_demo_start=4", "methods=[tge]", "rl.steps=1"])
     skipped = run_experiment(cfg, progress=False)
     assert skipped.artifacts["embeddings"]["reused"] and not skipped.artifacts["rewards"]["reused"]
-    with np.load(skipped.artifacts["embeddings"]["path"] + "/embeddings.npz") as npz:
-        mixed, demos = npz["mixed"].astype(np.float64), npz["demos"].astype(np.float64)
-    with np.load(skipped.artifacts["rewards"]["path"] + "/rewards.npz") as npz:
-        raw = npz["raw"]
+    embeddings = files.read_embeddings(skipped.artifacts["embeddings"]["path"])
+    mixed, demos = embeddings.mixed.astype(np.float64), embeddings.demos.astype(np.float64)
+    raw = files.read_rewards(skipped.artifacts["rewards"]["path"]).raw
     assert len(demos) > 4  # one demo episode, longer than the skip
     index = demos[4:]
     squared = (mixed**2).sum(1)[:, None] + (index**2).sum(1)[None, :] - 2 * mixed @ index.T
@@ -79,8 +85,7 @@ def test_same_seed_gives_identical_rewards(ray_session, tiny_datasets, tmp_path)
         overrides = _smoke(tiny_datasets, tmp_path / storage, "methods=[tge]", "rl.steps=1")[1:]
         cfg = load_config(resolve_config_path("smoke"), overrides)
         result = run_experiment(cfg, progress=False)
-        with np.load(result.artifacts["rewards"]["path"] + "/rewards.npz") as npz:
-            rewards.append(npz["raw"])
+        rewards.append(files.read_rewards(result.artifacts["rewards"]["path"]).raw)
     np.testing.assert_array_equal(rewards[0], rewards[1])
 
 
@@ -117,14 +122,13 @@ def test_no_expert_data_in_d_mu_writes_strict_json(ray_session, tiny_datasets, t
     def reject(constant):
         raise ValueError(f"results.json is not strict JSON: {constant}")
 
-    results = json.loads((run_dir / "results.json").read_text(), parse_constant=reject)
+    results = json.loads((run_dir / files.RESULTS_FILE).read_text(), parse_constant=reject)
     assert results["separation"]["auc"] is None and results["separation"]["n_expert"] == 0
 
     from scipy.stats import spearmanr
 
     task = task_of_summary(results["task"])
-    with np.load(results["artifacts"]["rewards"]["path"] + "/rewards.npz") as npz:
-        raw = npz["raw"]
+    raw = files.read_rewards(results["artifacts"]["rewards"]["path"]).raw
     rho = spearmanr(raw, task.mixed.rewards).statistic
     assert results["true_reward_correlation"]["transitions"] == pytest.approx(rho, abs=1e-9)
     assert -1.0 <= results["true_reward_correlation"]["episodes"] <= 1.0
@@ -140,7 +144,7 @@ def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp
     out = capsys.readouterr().out
     assert "tge-fbc" in out and "filtered BC (Otsu cut):" in out
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__fbc__")]
-    results = json.loads((run_dir / "results.json").read_text())
+    results = json.loads((run_dir / files.RESULTS_FILE).read_text())
     assert set(results["scores"]) == {"tge-fbc", "bc"}
     assert results["artifacts"]["policy-tge-fbc"]["path"] != results["artifacts"]["policy-bc"]["path"]
     kept = results["filtered_bc"]
@@ -151,9 +155,9 @@ def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp
 
     task = task_of_summary(results["task"])
     horizon = results["config"]["windows"]["horizon"]
-    with np.load(results["artifacts"]["rewards"]["path"] + "/rewards.npz") as npz:
-        again = top_episodes(npz["scaled"], task.mixed.episode_ids, "auto", prior=float(horizon))
-        plain = top_episodes(npz["scaled"], task.mixed.episode_ids, "auto")
+    scaled = files.read_rewards(results["artifacts"]["rewards"]["path"]).scaled
+    again = top_episodes(scaled, task.mixed.episode_ids, "auto", prior=float(horizon))
+    plain = top_episodes(scaled, task.mixed.episode_ids, "auto")
     assert again.transitions == kept["transitions"] and again.threshold == pytest.approx(kept["threshold"])
     assert plain.threshold != pytest.approx(kept["threshold"])  # the prior did enter the score
     assert kept["expert_share"] == pytest.approx(task.expert_flags[again.mask].mean())

@@ -21,6 +21,8 @@ import yaml
 
 from tge_ray.config.schema import ExperimentConfig
 from tge_ray.errors import ConfigError, TGEError
+from tge_ray.io import write_text
+from tge_ray.pipeline.upgrade import SCHEMA_VERSION, VERSION_KEY, upgrade_config
 
 # ----------------------------------------------------------------------------- type checks
 
@@ -182,19 +184,23 @@ def resolve_config_path(name: str | None) -> Path | None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Defaults, then the YAML file (if any), then dotted overrides; checked on the way."""
+    """Defaults, then the YAML file (if any), then dotted overrides; checked on the way.
+
+    A file with ``schema_version`` (a run's config.yaml) is read as the version it was written
+    in (:func:`tge_ray.pipeline.upgrade.upgrade_config`); one without is a config as written
+    today, whose missing keys take today's defaults.
+    """
     data: dict[str, Any] = _read_config_file(Path(path)) if path is not None else {}
+    if VERSION_KEY in data:
+        data = upgrade_config(data, f"config file {str(path)!r}")
     for override in overrides:
         apply_override(data, override)
     return config_from_dict(data)
 
 
 def dump_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    """Write the resolved config as YAML (atomically), stamped with the schema version."""
+    write_text(path, yaml.safe_dump({VERSION_KEY: SCHEMA_VERSION, **to_dict(cfg)}, sort_keys=False))
 
 
 # ----------------------------------------------------------------------------- field documentation

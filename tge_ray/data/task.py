@@ -84,12 +84,6 @@ def _same_space(offline: FlatDataset, expert: FlatDataset) -> None:
 
 
 DEMO_CHOICES = ("last", "next")
-DEMOS_BEFORE_THE_OPTION = "next"  # what a run whose config or results.json lacks task.demos used
-
-
-def demos_of(task_section: dict[str, Any]) -> str:
-    """``demos`` of a config's ``task`` section or a results.json task summary, older runs included."""
-    return str(task_section.get("demos", DEMOS_BEFORE_THE_OPTION))
 
 
 def mix_task(
@@ -177,10 +171,8 @@ def build_task(
 
 
 def task_of_summary(summary: dict[str, Any]) -> LfOTask:
-    """Rebuild the task a run's results.json task summary (:meth:`LfOTask.summary`) describes.
-
-    Opens the datasets, never downloads them; older runs without ``demos`` get the demo rule
-    they ran with (:func:`demos_of`).
-    """
+    """Rebuild the task a run's task summary (:meth:`LfOTask.summary`) describes; opens the
+    datasets, never downloads them. Summaries of earlier versions are upgraded first
+    (:class:`tge_ray.pipeline.run_folder.RunFolder` does)."""
     return build_task(summary["offline"], summary["expert"], int(summary["n_expert_trajs"]),
-                      int(summary["n_demos"]), demos=demos_of(summary))
+                      int(summary["n_demos"]), demos=str(summary["demos"]))

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from tge_ray.config import ExperimentConfig
-from tge_ray.diffusion.train import encoder_from_checkpoint, read_checkpoint, resolve_use_gpu
+from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoint
+from tge_ray.diffusion.train import resolve_use_gpu
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.errors import DataError
 
@@ -82,7 +83,7 @@ def embed_dataset(windows: Any, checkpoint: Path, cfg: ExperimentConfig) -> Any:
     Args:
         windows: ``ray.data.Dataset`` with a column ``window`` ((H, obs_dim) float32) and any
             others (e.g. ``index``), which pass through unchanged.
-        checkpoint: a ``diffusion.pt`` of :func:`tge_ray.diffusion.train.train_diffusion`.
+        checkpoint: a checkpoint of :func:`tge_ray.diffusion.train.train_diffusion` (:mod:`tge_ray.diffusion.checkpoint`).
         cfg: uses ``diffusion.pool``/``normalize``, ``reward.batch_size`` and ``resources``.
 
     Returns:

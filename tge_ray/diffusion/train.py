@@ -1,4 +1,4 @@
-"""Ray Train (V2) loop that trains the window DDPM, and the loader of its encoder.
+"""Ray Train (V2) loop that trains the window DDPM.
 
 One window's way through this module: the driver hands a Ray Dataset of standardised windows
 (column ``window``, (H, obs_dim) float32) to a :class:`ray.train.torch.TorchTrainer`; each worker
@@ -6,8 +6,8 @@ streams its shard, takes DDP gradient steps (:class:`DiffusionTrainerState`), an
 a checkpoint every ``diffusion.checkpoint_every`` steps. A worker that dies is replaced and the
 group resumes from the last checkpoint (``FailureConfig``); a driver that is restarted with the
 same ``out_dir`` resumes too (Ray Train V2 restores the run from its storage folder). At the end
-the driver turns the last checkpoint into one file, ``out_dir/diffusion.pt`` (format
-``tge-diffusion-v1``), written atomically; :func:`load_encoder` reads it back.
+the driver turns the last checkpoint into one file in the format of
+:mod:`tge_ray.diffusion.checkpoint`, which the embedding stage loads the encoder from.
 """
 
 from __future__ import annotations
@@ -24,25 +24,17 @@ import numpy as np
 import torch
 
 from tge_ray.accel import compile_model
-from tge_ray.config import DiffusionConfig, ExperimentConfig, to_dict
+from tge_ray.config import ExperimentConfig, to_dict
+from tge_ray.diffusion.checkpoint import diffusion_config_from_dict, write_checkpoint
 from tge_ray.diffusion.ddpm import DiffusionTrainerState
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.errors import TGEError
 
-FORMAT = "tge-diffusion-v1"
-CHECKPOINT_FILE = "diffusion.pt"
 STATE_FILE = "state.pt"  # inside each Ray Train checkpoint directory
 MAX_FAILURES = 3
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def diffusion_config_from_dict(data: dict[str, Any]) -> DiffusionConfig:
-    """Rebuild a DiffusionConfig from its saved dict (lists back to tuples)."""
-    data = dict(data)
-    data["dim_mults"] = tuple(data["dim_mults"])
-    return DiffusionConfig(**data)
 
 
 def cluster_has_gpus() -> bool:
@@ -58,18 +50,6 @@ def resolve_use_gpu(use_gpu: bool | str) -> bool:
     if use_gpu is True and not cluster_has_gpus():
         raise TGEError("resources.use_gpu=true but the Ray cluster has no GPUs: use auto or false")
     return bool(use_gpu)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _feedable(windows: Any, train_workers: int) -> Any:
@@ -264,12 +244,13 @@ def train_diffusion(
     windows: Any,
     obs_dim: int,
     out_dir: Path,
+    checkpoint: Path,
     *,
     progress: bool = True,
     max_failures: int = MAX_FAILURES,
     _fail_at_step: int | None = None,
 ) -> Path:
-    """Train the window DDPM with Ray Train; return ``out_dir / "diffusion.pt"``.
+    """Train the window DDPM with Ray Train; write the final model to ``checkpoint`` and return it.
 
     Args:
         cfg: the experiment config (``diffusion``, ``windows.horizon``, ``seed``, ``resources``).
@@ -278,7 +259,8 @@ def train_diffusion(
             the dataset's own execution options (``to_ray_dataset(..., shuffle_seed=...)``
             gives a shuffled one that keeps its order).
         obs_dim: state dimension.
-        out_dir: run folder; Ray Train's own files go to ``out_dir/ray_train-<key>``.
+        out_dir: working folder; Ray Train's own files go to ``out_dir/ray_train-<key>``.
+        checkpoint: where the final model goes (:mod:`tge_ray.diffusion.checkpoint`'s format).
         progress: show a progress bar with the live loss.
         max_failures: worker failures to recover from (each resumes from the last checkpoint).
         _fail_at_step: test hook, rank 0 dies once at this step.
@@ -338,7 +320,7 @@ def train_diffusion(
         saved = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)
     trainer_state = saved["trainer"]
     return write_checkpoint(
-        out_dir / CHECKPOINT_FILE,
+        checkpoint,
         obs_dim=obs_dim,
         horizon=horizon,
         cfg=cfg.diffusion,
@@ -347,34 +329,6 @@ def train_diffusion(
         step=trainer_state["step"],
         losses=saved["losses"],
     )
-
-
-def write_checkpoint(
-    path: Path,
-    *,
-    obs_dim: int,
-    horizon: int,
-    cfg: DiffusionConfig,
-    ema_state_dict: dict[str, torch.Tensor],
-    model_state_dict: dict[str, torch.Tensor],
-    step: int,
-    losses: list[tuple[int, float]] | list[list[float]],
-) -> Path:
-    """Write a ``tge-diffusion-v1`` file atomically (temporary file + ``os.replace``)."""
-    _atomic_torch_save(
-        {
-            "format": FORMAT,
-            "obs_dim": int(obs_dim),
-            "horizon": int(horizon),
-            "diffusion_config": to_dict(cfg),
-            "ema_state_dict": ema_state_dict,
-            "model_state_dict": model_state_dict,
-            "step": int(step),
-            "losses": [[int(s), float(v)] for s, v in losses],
-        },
-        Path(path),
-    )
-    return Path(path)
 
 
 def _tge_cause(exc: BaseException) -> BaseException | None:
@@ -397,67 +351,3 @@ def _tge_cause(exc: BaseException) -> BaseException | None:
         stack.extend([getattr(item, "_base_exc", None), getattr(item, "controller_failure", None)])
         stack.extend([item.__cause__, item.__context__])
     return None
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checked contents of a ``diffusion.pt``; TGEError (one line) if it is missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise TGEError(f"diffusion checkpoint {str(path)!r} does not exist: train the diffusion stage first")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TGEError(f"diffusion checkpoint {str(path)!r} cannot be read (corrupt or truncated?): {reason}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise TGEError(f"{str(path)!r} is not a {FORMAT} diffusion checkpoint (format {found!r}): retrain it")
-    missing = [k for k in ("obs_dim", "horizon", "diffusion_config", "ema_state_dict", "model_state_dict", "step") if k not in data]
-    if missing:
-        raise TGEError(f"diffusion checkpoint {str(path)!r} lacks {', '.join(missing)}: retrain it")
-    return data
-
-
-def encoder_from_checkpoint(
-    data: dict[str, Any],
-    device: str | torch.device = "cpu",
-    *,
-    source: str = "diffusion checkpoint",
-    obs_dim: int | None = None,
-    horizon: int | None = None,
-) -> TemporalUnet:
-    """The EMA U-Net of checked checkpoint contents (:func:`read_checkpoint`), eval mode, frozen."""
-    for name, expected in (("obs_dim", obs_dim), ("horizon", horizon)):
-        if expected is not None and data[name] != expected:
-            raise TGEError(
-                f"{source} was trained with {name}={data[name]}, but the windows have "
-                f"{name}={expected}: retrain it for these windows"
-            )
-    try:
-        cfg = diffusion_config_from_dict(data["diffusion_config"])
-        model = TemporalUnet(int(data["obs_dim"]), int(data["horizon"]), cfg)
-        model.load_state_dict(data["ema_state_dict"])
-    except (TGEError, TypeError, KeyError, ValueError, RuntimeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TGEError(f"{source} does not match its own config: {reason}") from None
-    return model.to(device).eval().requires_grad_(False)
-
-
-def load_encoder(
-    path: str | Path,
-    device: str | torch.device = "cpu",
-    *,
-    obs_dim: int | None = None,
-    horizon: int | None = None,
-) -> TemporalUnet:
-    """The EMA U-Net of a ``diffusion.pt`` in eval mode, without gradients.
-
-    ``obs_dim`` / ``horizon``, when given, must match the checkpoint's (the windows to embed).
-    Raises TGEError with one line for a missing, corrupt or mismatched checkpoint.
-    """
-    data = read_checkpoint(path)
-    source = f"diffusion checkpoint {str(path)!r}"
-    return encoder_from_checkpoint(data, device, source=source, obs_dim=obs_dim, horizon=horizon)

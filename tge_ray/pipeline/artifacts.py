@@ -33,8 +33,7 @@ from typing import Any
 
 from tge_ray.data.minari_io import cache_path
 from tge_ray.errors import TGEError
-
-MANIFEST = "manifest.json"
+from tge_ray.pipeline.files import MANIFEST_FILE as MANIFEST
 
 
 def artifact_key(dependencies: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ artifact, BC's and the oracle's do not, so a new sigma retrains only the TGE pol
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from tge_ray.config import ExperimentConfig, to_dict
 from tge_ray.data.task import LfOTask
 from tge_ray.errors import DataError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
+from tge_ray.pipeline.files import read_rewards, write_stage_metrics
 from tge_ray.pipeline.stages import ARTIFACT_FORMAT, data_dependencies
 
 
@@ -93,8 +93,7 @@ def policy_stage(
     }
     if method == "tge":
         assert rewards is not None
-        with np.load(rewards.path / "rewards.npz") as npz:
-            train_rewards = npz["scaled"]
+        train_rewards = read_rewards(rewards.path).scaled
     elif method == "oracle":
         train_rewards = oracle_rewards(task)
     else:
@@ -134,9 +133,7 @@ def policy_stage(
             device=device,
             compile=compile_mode(cfg.resources.compile, device) or False,
         )
-        with open(folder / "metrics.jsonl", "w") as handle:
-            for row in result.metrics:
-                handle.write(json.dumps(row) + "\n")
+        write_stage_metrics(folder, result.metrics)
         return {
             "score": result.score,
             "return_mean": result.return_mean,

@@ -29,7 +29,7 @@ from tge_ray.data.windows import Windows
 from tge_ray.errors import ConfigError, TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
 from tge_ray.pipeline.policies import method_label, policy_stage
-from tge_ray.pipeline.run_folder import write_run_folder
+from tge_ray.pipeline.run_folder import ArtifactRef, RunRecord, write_run_folder
 from tge_ray.pipeline.session import quiet_ray_data, ray_session
 from tge_ray.pipeline.stages import (
     diffusion_stage,
@@ -153,32 +153,31 @@ def _run_stages(
         true_reward_correlation=correlation,
         artifacts={name: {"name": a.name, "path": str(a.path), "reused": a.reused} for name, a in artifacts.items()},
     )
-    result.run_dir = write_run_folder(cfg, task, artifacts, _results(cfg, store, task, artifacts, result), run_root)
+    result.run_dir = write_run_folder(cfg, task, artifacts, _record(cfg, store, task, artifacts, result), run_root)
     return result
 
 
-def _results(
+def _record(
     cfg: ExperimentConfig, store: ArtifactStore, task: LfOTask, artifacts: dict[str, Artifact], result: RunResult
-) -> dict[str, Any]:
-    """results.json's contents."""
+) -> RunRecord:
+    """The run's record (results.json)."""
     history = {
         name.removeprefix("policy-"): store.manifest(a)["facts"].get("eval_history", [])
         for name, a in artifacts.items()
         if name.startswith("policy-")
     }
-    scaling = store.manifest(artifacts["rewards"])["facts"]["scaling"] if "rewards" in artifacts else None
-    return {
-        "scores": result.scores,
-        "returns": {k: {"mean": m, "std": s} for k, (m, s) in result.returns.items()},
-        "separation": result.separation,
-        **({"true_reward_correlation": result.true_reward_correlation} if result.true_reward_correlation else {}),
-        **({"filtered_bc": result.selection} if result.selection else {}),
-        "reward_scaling": scaling,
-        "eval_history": history,
-        "task": task.summary(),
-        "artifacts": result.artifacts,
-        "config": to_dict(cfg),
-    }
+    return RunRecord(
+        scores=result.scores,
+        returns=result.returns,
+        separation=result.separation,
+        task=task.summary(),
+        config=to_dict(cfg),
+        artifacts={name: ArtifactRef(a.name, a.path, a.reused) for name, a in artifacts.items()},
+        eval_history={label: [(int(step), float(score)) for step, score in points] for label, points in history.items()},
+        true_reward_correlation=result.true_reward_correlation,
+        filtered_bc=result.selection,
+        reward_scaling=store.manifest(artifacts["rewards"])["facts"]["scaling"] if "rewards" in artifacts else None,
+    )
 
 
 def _separation_line(sep: dict[str, Any], kernel: str) -> str:

@@ -21,9 +21,17 @@ import numpy as np
 
 from tge_ray.config import ExperimentConfig, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
-from tge_ray.data.task import DEMOS_BEFORE_THE_OPTION, LfOTask
+from tge_ray.data.task import LfOTask
 from tge_ray.data.windows import Windows, after_start, complete_windows, to_ray_dataset
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
+from tge_ray.pipeline.files import (
+    diffusion_file,
+    read_embeddings,
+    read_rewards,
+    write_embeddings,
+    write_rewards,
+)
+from tge_ray.pipeline.upgrade import DEMOS_BEFORE_THE_OPTION
 
 ARTIFACT_FORMAT = 1  # bump when a stage's output format changes, so old artifacts are not reused
 
@@ -78,8 +86,7 @@ def diffusion_stage(
         dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
         scratch = Path(tempfile.mkdtemp(prefix="tge-train-"))
         try:
-            checkpoint = train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, progress=progress)
-            shutil.move(str(checkpoint), folder / "diffusion.pt")
+            train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, diffusion_file(folder), progress=progress)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return {"windows": len(mixed_windows)}
@@ -122,12 +129,12 @@ def embedding_stage(
         deps["demos"] = cfg.task.demos
 
     def build(folder: Path) -> dict[str, Any]:
-        checkpoint = diffusion.path / "diffusion.pt"
+        checkpoint = diffusion_file(diffusion.path)
         arrays = {}
         for name, windows in (("mixed", mixed_windows), ("demos", demo_windows)):
             dataset = embed_dataset(to_ray_dataset(windows, batch_size=cfg.windows.batch_size), checkpoint, cfg)
             arrays[name] = _collect_embeddings(dataset, len(windows))
-        np.savez(folder / "embeddings.npz", **arrays)
+        write_embeddings(folder, arrays["mixed"], arrays["demos"])
         return {"dim": int(arrays["mixed"].shape[1]), "mixed": len(mixed_windows), "demos": len(demo_windows)}
 
     return store.get_or_build("embeddings", deps, build)
@@ -165,13 +172,13 @@ def reward_stage(
         deps["skip_demo_start"] = cfg.reward.skip_demo_start
 
     def build(folder: Path) -> dict[str, Any]:
-        with np.load(embeddings.path / "embeddings.npz") as npz:
-            mixed, demos = npz["mixed"], npz["demos"][expert_index_rows(cfg, task)]
+        stored = read_embeddings(embeddings.path)
+        mixed, demos = stored.mixed, stored.demos[expert_index_rows(cfg, task)]
         table = to_ray_dataset(mixed, column="embedding", batch_size=cfg.reward.batch_size)
         raw = label_rewards(table, demos, cfg.reward, cfg.resources)
         scaled, scaling = scale_rewards(raw, cfg.reward.scale)
         stats = separation(raw, task.expert_flags)
-        np.savez(folder / "rewards.npz", raw=raw, scaled=scaled)
+        write_rewards(folder, raw, scaled)
         return {"scaling": scaling.to_dict(), "separation": stats}
 
     return store.get_or_build("rewards", deps, build)
@@ -182,6 +189,5 @@ def true_reward_correlation_of(rewards: Artifact, task: LfOTask) -> dict[str, fl
     artifact made before this diagnostic report it too."""
     from tge_ray.reward.diagnostics import true_reward_correlation
 
-    with np.load(rewards.path / "rewards.npz") as npz:
-        raw = npz["raw"]
+    raw = read_rewards(rewards.path).raw
     return true_reward_correlation(raw, task.mixed.rewards, task.mixed.episode_ids)

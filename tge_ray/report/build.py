@@ -5,9 +5,10 @@ and seeds): the report is then one table of mean ± std normalised scores over s
 (offline data, expert trajectories N, H, kernel) and method, with the separation AUC, and every
 run below it. RESULTS.md's tables are made this way.
 
-    1. read      results.json (run) or sweep_results.csv (sweep); bad input is one line, exit 2
-    2. arrays    raw rewards and embeddings from the artifact store paths results.json records;
-                 expert flags from the task summary; episode returns from the (local) datasets
+    1. read      the run folder (:class:`~tge_ray.pipeline.run_folder.RunFolder`, any version) or
+                 the sweep's results table; bad input is one line, exit 2
+    2. arrays    raw rewards and embeddings from the artifacts the run records; expert flags
+                 from the task summary; episode returns from the (local) datasets
     3. figures   learning curves, reward histogram(s), 2-D embedding projection, sweep ablations
     4. write     everything is made in a private folder inside the output folder, then moved
                  into place: report_figures/, report.md, report.html
@@ -30,7 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from tge_ray.config import ExperimentConfig, to_dict
 from tge_ray.errors import ReportError
+from tge_ray.pipeline.files import CONFIG_FILE, EMBEDDING_PROJECTION_FILE, RESULTS_FILE, REWARD_HISTOGRAM_FILE
+from tge_ray.pipeline.run_folder import RunFolder, RunFolderError, RunRecord
 from tge_ray.report.document import (
     Block,
     Code,
@@ -44,8 +48,6 @@ from tge_ray.report.document import (
 )
 
 FIGURES = "report_figures"
-RESULTS = "results.json"
-SWEEP_RESULTS = "sweep_results.csv"
 MAX_CURVES = 10  # learning-curve lines drawn for a sweep (best trials first); more is unreadable
 SWEEP_COLUMNS = ("trial_id", "status", "dataset", "horizon", "sigma", "kernel", "backbone", "score_mean", "score_std")
 
@@ -62,70 +64,8 @@ class ReportPaths:
 # ----------------------------------------------------------------------------- 1. read
 
 
-@dataclass
-class RunFolder:
-    """A run folder's results.json (checked) and resolved config."""
-
-    path: Path
-    results: dict[str, Any]
-    config_text: str
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.results.get("config") or {}
-
-
-def _rerun_hint(folder: Path) -> str:
-    if (folder / "config.yaml").is_file():
-        return f"rerun it with `tge run {folder / 'config.yaml'}`"
-    return "rerun it with `tge run`"
-
-
-def load_run(folder: Path) -> RunFolder:
-    """Read and check ``folder/results.json``; a damaged file is a :class:`ReportError`."""
-    import yaml
-
-    path = folder / RESULTS
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ReportError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}): the run folder is damaged; "
-            f"{_rerun_hint(folder)}"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read ({exc}): {_rerun_hint(folder)}") from None
-    problem = _results_problem(results)
-    if problem:
-        raise ReportError(
-            f"{path} {problem}: it was not written by `tge run` or is damaged; {_rerun_hint(folder)}"
-        )
-    config_file = folder / "config.yaml"
-    if config_file.is_file():
-        config_text = config_file.read_text()
-    else:
-        config_text = yaml.safe_dump(results.get("config") or {}, sort_keys=False)
-    return RunFolder(folder, results, config_text)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _results_problem(results: Any) -> str | None:
-    """What is wrong with a parsed results.json, or None."""
-    if not isinstance(results, dict):
-        return f"holds a JSON {type(results).__name__}, not an object"
-    for key in ("scores", "returns"):
-        if not isinstance(results.get(key), dict):
-            return f"has no {key!r} table"
-    for method, score in results["scores"].items():
-        if not _is_number(score):
-            return f"has a non-numeric score for {method!r} ({score!r})"
-        entry = results["returns"].get(method)
-        if not (isinstance(entry, dict) and _is_number(entry.get("mean")) and _is_number(entry.get("std"))):
-            return f"has no return mean/std for {method!r}"
-    return None
 
 
 @dataclass
@@ -143,7 +83,7 @@ def load_sweep(folder: Path) -> SweepFolder:
     """Read ``sweep_results.csv`` and every trial's run folders (damaged ones are listed, not fatal)."""
     import pandas as pd
 
-    from tge_ray.sweep.results import COLUMNS
+    from tge_ray.sweep.results import BEST_FILE, COLUMNS, SWEEP_RESULTS
 
     path = folder / SWEEP_RESULTS
     rewrite = f"rewrite it with `tge sweep SPACE.yaml --storage {folder.parent} --resume`"
@@ -159,7 +99,7 @@ def load_sweep(folder: Path) -> SweepFolder:
         )
     table = table[[column for column in COLUMNS if column in table.columns]]
     summary = None
-    best = folder / "best.md"
+    best = folder / BEST_FILE
     if best.is_file():  # "# Sweep NAME", the summary line, the table (sweep.results.write_results)
         lines = [line for line in best.read_text().splitlines() if line.strip()]
         if len(lines) > 1 and not lines[1].startswith("|"):
@@ -167,17 +107,19 @@ def load_sweep(folder: Path) -> SweepFolder:
     sweep = SweepFolder(folder, table, summary)
     for trial_id in table["trial_id"].astype(str):
         runs = []
-        for results in sorted((folder / trial_id).glob(f"*/{RESULTS}")):
+        for run_dir in RunFolder.inside(folder / trial_id):
             try:
-                runs.append(load_run(results.parent))
-            except ReportError:
-                sweep.damaged.append(str(results))
+                runs.append(RunFolder.open(run_dir))
+            except RunFolderError:
+                sweep.damaged.append(str(run_dir / RESULTS_FILE))
         sweep.runs[trial_id] = runs
     return sweep
 
 
 def classify(folder: Path) -> str:
     """``"run"``, ``"sweep"`` or ``"runs"`` (a folder of run folders); else a :class:`ReportError`."""
+    from tge_ray.sweep.results import SWEEP_RESULTS
+
     what = (
         "give a run folder written by `tge run` (<storage>/<task>__<backbone>__H<h>__s<seed>__<time>) "
         "or a sweep folder written by `tge sweep` (<storage>/<space name>)"
@@ -186,7 +128,7 @@ def classify(folder: Path) -> str:
         raise ReportError(f"{folder} does not exist: {what}")
     if not folder.is_dir():
         raise ReportError(f"{folder} is a file, not a folder: {what}")
-    if (folder / RESULTS).is_file():
+    if RunFolder.is_run_folder(folder):
         return "run"
     if (folder / SWEEP_RESULTS).is_file():
         return "sweep"
@@ -195,12 +137,12 @@ def classify(folder: Path) -> str:
             f"{folder} is a sweep without {SWEEP_RESULTS} (it has not finished): finish it with "
             f"`tge sweep SPACE.yaml --storage {folder.parent} --resume`, then report"
         )
-    if any(folder.glob(f"*/{RESULTS}")):
+    if RunFolder.inside(folder):
         return "runs"
     inside = sorted(p.parent.name for p in folder.glob(f"*/{SWEEP_RESULTS}"))
     hint = f" (it holds {len(inside)}, e.g. {folder / inside[0]})" if inside else ""
     raise ReportError(
-        f"{folder} is neither a run folder (no {RESULTS}) nor a sweep folder (no {SWEEP_RESULTS}): {what}{hint}"
+        f"{folder} is neither a run folder (no {RESULTS_FILE}) nor a sweep folder (no {SWEEP_RESULTS}): {what}{hint}"
     )
 
 
@@ -218,22 +160,10 @@ class StageArrays:
     returns_note: str | None  # why returns is None
 
 
-def expert_flags_from_summary(task: dict[str, Any]) -> np.ndarray:
-    """(N,) flags from results.json's task summary: D_mu is the offline data followed by the N
-    expert episodes (:func:`tge_ray.data.task.mix_task`), so the expert rows come last."""
-    total = int(task["mixed_transitions"])
-    expert = int(task["expert_transitions_in_mixed"])
-    flags = np.zeros(total, dtype=bool)
-    flags[total - expert:] = True
-    return flags
-
-
-def _transition_returns(task: dict[str, Any], n_rows: int) -> tuple[np.ndarray | None, str | None]:
+def _transition_returns(run: RunFolder, n_rows: int) -> tuple[np.ndarray | None, str | None]:
     """Each D_mu transition's episode return, rebuilt from the datasets (opened, never downloaded)."""
     try:
-        from tge_ray.data.task import task_of_summary
-
-        rebuilt = task_of_summary(task)
+        rebuilt = run.task()
     except Exception as exc:  # an optional colouring: failing to open the data only drops it
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return None, f"episode returns not shown (datasets not opened: {reason})"
@@ -245,41 +175,34 @@ def _transition_returns(task: dict[str, Any], n_rows: int) -> tuple[np.ndarray |
     return rebuilt.mixed.episode_returns[rebuilt.mixed.episode_ids], None
 
 
-def _artifact_files(run: RunFolder) -> list[Path]:
-    """rewards.npz and embeddings.npz where results.json says the run's artifacts are."""
-    artifacts = run.results.get("artifacts") or {}
+def _has_arrays(run: RunFolder) -> bool:
+    """Whether the run had a reward stage and its rewards and embeddings are still in the store."""
     stages = ("rewards", "embeddings")
-    return [Path(artifacts[stage]["path"]) / f"{stage}.npz" for stage in stages if stage in artifacts]
+    return all(run.has_stage(stage) for stage in stages) and not run.missing(*stages)
 
 
 def load_stage_arrays(run: RunFolder) -> tuple[StageArrays | None, str | None]:
     """Rewards, embeddings and flags of a run, or None and the one-line reason they are missing."""
     from_folder = "the figures below come from the run folder"
-    files = _artifact_files(run)
-    if len(files) != 2:
+    if not (run.has_stage("rewards") and run.has_stage("embeddings")):
         return None, "this run has no TGE reward stage (methods without tge): no reward diagnostics"
-    gone = [str(path) for path in files if not path.is_file()]
+    gone = run.missing("rewards", "embeddings")
     if gone:
         return None, f"the run's artifacts are gone ({', '.join(gone)} not found): {from_folder}"
-    rewards_file, embeddings_file = files
     try:
-        with np.load(rewards_file) as npz:
-            raw = npz["raw"]
-        with np.load(embeddings_file) as npz:
-            embeddings = npz["mixed"]
-    except Exception as exc:  # a damaged artifact is reported like a missing one
-        return None, f"the run's artifacts cannot be read ({type(exc).__name__}: {exc}): {from_folder}"
-    task = run.results.get("task") or {}
+        raw, embeddings = run.rewards().raw, run.embeddings().mixed
+    except RunFolderError as exc:  # a damaged artifact is reported like a missing one
+        return None, f"{exc}: {from_folder}"
     try:
-        flags = expert_flags_from_summary(task)
+        flags = run.expert_flags()
     except (KeyError, TypeError, ValueError):
-        return None, f"{run.path / RESULTS} has no task summary: {from_folder}"
+        return None, f"{run.path / RESULTS_FILE} has no task summary: {from_folder}"
     if not len(raw) == len(embeddings) == len(flags):
         return None, (
             f"the artifacts hold {len(raw)} rewards and {len(embeddings)} embeddings for {len(flags)} "
             f"transitions: {from_folder}"
         )
-    returns, note = _transition_returns(task, len(flags))
+    returns, note = _transition_returns(run, len(flags))
     return StageArrays(raw, embeddings, flags, returns, note), None
 
 
@@ -305,14 +228,9 @@ def plot_learning_curves(histories: dict[str, list[tuple[int, float]]], path: Pa
     return save_figure(figure, path)
 
 
-def _histories(results: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
-    """results.json's ``eval_history``: method -> [(step, normalised score), ...]."""
-    out = {}
-    for method, history in (results.get("eval_history") or {}).items():
-        points = [(int(p[0]), float(p[1])) for p in history or [] if isinstance(p, (list, tuple)) and len(p) == 2]
-        if points:
-            out[method] = points
-    return out
+def _histories(run: RunFolder) -> dict[str, list[tuple[int, float]]]:
+    """The run's evaluations: method -> [(step, normalised score), ...], methods without any left out."""
+    return {method: points for method, points in run.results.eval_history.items() if points}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -323,9 +241,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "-" if value is None else str(value)
 
 
-def _reward_detail(config: dict[str, Any]) -> str:
-    reward = config.get("reward") or {}
-    return f"sigma={_fmt(reward.get('sigma'))}, k={_fmt(reward.get('k'))}"
+def _reward_detail(config: ExperimentConfig) -> str:
+    return f"sigma={_fmt(config.reward.sigma)}, k={_fmt(config.reward.k)}"
 
 
 def _diagnostic_figures(run: RunFolder, figures: Path, suffix: str, caption_note: str = "",
@@ -334,7 +251,7 @@ def _diagnostic_figures(run: RunFolder, figures: Path, suffix: str, caption_note
     from tge_ray.reward.diagnostics import plot_embedding_projection, plot_reward_histogram
 
     config = run.config
-    kernel = str((config.get("reward") or {}).get("kernel", "log"))
+    kernel = config.reward.kernel
     histogram_path = figures / f"reward_histogram_{suffix}.png"
     projection_path = figures / f"embeddings_2d_{suffix}.png"
     histogram_caption = f"Raw {kernel}-kernel reward of D_mu's transitions, expert-flagged vs other{caption_note}."
@@ -348,16 +265,16 @@ def _diagnostic_figures(run: RunFolder, figures: Path, suffix: str, caption_note
             blocks.append(Figure(histogram_path, histogram_caption))
         if projection:
             plot_embedding_projection(arrays.embeddings, arrays.expert_flags, projection_path,
-                                      returns=arrays.returns, seed=int(config.get("seed") or 0), split=True)
+                                      returns=arrays.returns, seed=config.seed, split=True)
             if arrays.returns_note:
                 blocks.append(Note(arrays.returns_note))
             blocks.append(Figure(projection_path, projection_caption))
         return blocks
     assert gone is not None
     blocks.append(Note(gone))
-    wanted = [("reward_histogram.png", histogram_path, histogram_caption)] if histogram else []
+    wanted = [(REWARD_HISTOGRAM_FILE, histogram_path, histogram_caption)] if histogram else []
     if projection:
-        wanted.append(("embeddings_2d.png", projection_path, projection_caption))
+        wanted.append((EMBEDDING_PROJECTION_FILE, projection_path, projection_caption))
     for source, target, caption in wanted:
         if (run.path / source).is_file():
             shutil.copy2(run.path / source, target)
@@ -368,15 +285,14 @@ def _diagnostic_figures(run: RunFolder, figures: Path, suffix: str, caption_note
 # ----------------------------------------------------------------------------- run report
 
 
-def _summary_line(config: dict[str, Any], task: dict[str, Any]) -> str:
-    windows, reward, rl = config.get("windows") or {}, config.get("reward") or {}, config.get("rl") or {}
+def _summary_line(config: ExperimentConfig, task: dict[str, Any]) -> str:
     return (
         f"Task: D_mu = {task.get('offline', '?')} + {task.get('n_expert_trajs', '?')} episodes of "
         f"{task.get('expert', '?')} ({task.get('mixed_transitions', '?')} transitions, "
         f"{task.get('expert_transitions_in_mixed', '?')} from the expert); D_E = {task.get('n_demos', '?')} "
-        f"demo(s), {task.get('demo_states', '?')} states. Horizon H = {windows.get('horizon', '?')}, "
-        f"{reward.get('kernel', '?')} kernel, k = {reward.get('k', '?')}, sigma = {_fmt(reward.get('sigma'))}; "
-        f"backbone {rl.get('backbone', '?')}, {rl.get('steps', '?')} RL updates; seed {config.get('seed', '?')}."
+        f"demo(s), {task.get('demo_states', '?')} states. Horizon H = {config.windows.horizon}, "
+        f"{config.reward.kernel} kernel, k = {config.reward.k}, sigma = {_fmt(config.reward.sigma)}; "
+        f"backbone {config.rl.backbone}, {config.rl.steps} RL updates; seed {config.seed}."
     )
 
 
@@ -394,29 +310,29 @@ def _scaling_line(scaling: dict[str, Any]) -> str:
 def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
     """Title and blocks of a run report; figures are written into ``figures``."""
     results, config = run.results, run.config
-    blocks: list[Block] = [Paragraph(_summary_line(config, results.get("task") or {}))]
+    blocks: list[Block] = [Paragraph(_summary_line(config, results.task))]
 
     blocks.append(Heading("Scores"))
     rows = []
-    for method, score in results["scores"].items():
-        ret = results["returns"][method]
-        rows.append((method, f"{score:.2f}", f"{ret['mean']:.1f} ± {ret['std']:.1f}"))
+    for method, score in results.scores.items():
+        mean, std = results.returns[method]
+        rows.append((method, f"{score:.2f}", f"{mean:.1f} ± {std:.1f}"))
     blocks.append(Table(("method", "normalised score", "return (mean ± std)"), tuple(rows)))
     blocks.append(Paragraph(
         "Normalised score = 100 * (return - ref_min) / (ref_max - ref_min) with the dataset's reference "
         "scores; returns over the evaluation episodes."
     ))
-    histories = _histories(results)
+    histories = _histories(run)
     if histories:
         title = "Normalised score during offline RL, per method"
         path = plot_learning_curves(histories, figures / "learning_curves.png", title)
         blocks.append(Figure(path, "Learning curves: normalised score at each evaluation against RL update steps."))
     else:
-        blocks.append(Note("results.json records no evaluations (eval_history): no learning curves"))
+        blocks.append(Note(f"{RESULTS_FILE} records no evaluations (eval_history): no learning curves"))
 
     blocks.append(Heading("Reward diagnostics"))
-    separation = results.get("separation") or {}
-    kernel = str((config.get("reward") or {}).get("kernel", "-"))
+    separation = results.separation
+    kernel = config.reward.kernel
     if separation:
         header = ("kernel", "ROC AUC (expert vs other)", "mean reward expert", "mean reward other",
                   "expert transitions", "other transitions")
@@ -427,7 +343,7 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
             "Raw kernel rewards, before scaling. ROC AUC 1.0: every expert transition outranks every other "
             "one; 0.5: chance."
         ))
-        correlation = results.get("true_reward_correlation")
+        correlation = results.true_reward_correlation
         if isinstance(correlation, dict):
             blocks.append(Table(("rank correlation with D_mu's true reward", "per transition", "over episode means"),
                                 (("Spearman", _fmt(correlation.get("transitions")),
@@ -437,22 +353,22 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
                 "order; 0: unrelated). A diagnostic only: the true reward never reaches TGE's learners. "
                 "It needs no expert-flagged data, so it is defined at N = 0, where the AUC is not."
             ))
-        if isinstance(results.get("reward_scaling"), dict):
-            blocks.append(Paragraph(_scaling_line(results["reward_scaling"])))
-        if isinstance(results.get("filtered_bc"), dict):
-            from tge_ray.rl.filtered import describe, prior_of
+        if isinstance(results.reward_scaling, dict):
+            blocks.append(Paragraph(_scaling_line(results.reward_scaling)))
+        if isinstance(results.filtered_bc, dict):
+            from tge_ray.rl.filtered import describe
 
-            prior = prior_of((run.config.get("rl") or {}).get("fbc") or {})
+            prior = config.rl.fbc.prior
             shrunk = f", shrunk towards D_mu's mean by {prior:g} window(s) of H" if prior else ""
-            blocks.append(Paragraph(f"TGE-{describe(results['filtered_bc'])} (episodes ranked by their mean "
+            blocks.append(Paragraph(f"TGE-{describe(results.filtered_bc)} (episodes ranked by their mean "
                                     f"scaled TGE reward{shrunk})."))
-    if "rewards" in (results.get("artifacts") or {}):
+    if run.has_stage("rewards"):
         blocks += _diagnostic_figures(run, figures, kernel)
     else:
         blocks.append(Note("this run has no TGE reward stage (methods without tge): no reward diagnostics"))
 
     blocks.append(Heading("Resolved config"))
-    blocks.append(Code(run.config_text, "yaml", "Resolved config (config.yaml)"))
+    blocks.append(Code(run.config_text, "yaml", f"Resolved config ({CONFIG_FILE})"))
     return f"TGE run {run.path.name}", blocks
 
 
@@ -469,8 +385,7 @@ def _first_run(sweep: SweepFolder, trial_ids: list[str], with_artifacts: bool) -
     """The first run folder of the first trial in ``trial_ids`` (whose artifacts exist, if asked)."""
     for trial_id in trial_ids:
         for run in sweep.runs.get(trial_id, []):
-            files = _artifact_files(run)
-            if not with_artifacts or (len(files) == 2 and all(f.is_file() for f in files)):
+            if not with_artifacts or _has_arrays(run):
                 return run
     return None
 
@@ -506,8 +421,8 @@ def _sweep_curves(sweep: SweepFolder, done: Any, figures: Path) -> list[Block]:
     for row in done.head(MAX_CURVES).itertuples(index=False):
         runs = sweep.runs.get(str(row.trial_id), [])
         for run in runs:
-            seed = f", seed {run.config.get('seed')}" if len(runs) > 1 else ""
-            for method, history in _histories(run.results).items():
+            seed = f", seed {run.config.seed}" if len(runs) > 1 else ""
+            for method, history in _histories(run).items():
                 label = f"{_short_trial(str(row.trial_id))} {method} {row.kernel} sigma={row.sigma:.3g}{seed}"
                 histories[label] = history
     if not histories:
@@ -540,7 +455,7 @@ def _trials_table(table: Any) -> Table:
 
 def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
     """Title and blocks of a sweep report; figures are written into ``figures``."""
-    from tge_ray.sweep.results import BEST_HEADER, best_rows, plot_ablations
+    from tge_ray.sweep.results import BEST_HEADER, SWEEP_RESULTS, best_rows, plot_ablations
 
     table = sweep.table
     done = table[table["status"] == "done"].dropna(subset=["score_mean"])
@@ -554,7 +469,7 @@ def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
     blocks: list[Block] = [Paragraph(line)]
     if sweep.damaged:
         blocks.append(Note(
-            f"{len(sweep.damaged)} trial run folder(s) have a damaged {RESULTS} and are left out: "
+            f"{len(sweep.damaged)} trial run folder(s) have a damaged {RESULTS_FILE} and are left out: "
             f"{', '.join(sweep.damaged)}"
         ))
 
@@ -581,7 +496,7 @@ def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
     best_run = _best_available(sweep, trial_ids)
     if best_run is not None:
         trial = _short_trial(best_run.path.parent.name)
-        horizon = (best_run.config.get("windows") or {}).get("horizon", "?")
+        horizon = best_run.config.windows.horizon
         blocks.append(Heading(f"Embeddings: trial {trial} (H = {horizon})"))
         blocks += _diagnostic_figures(best_run, figures, "best", f", trial {trial}", histogram=False)
 
@@ -596,7 +511,7 @@ def sweep_blocks(sweep: SweepFolder, figures: Path) -> tuple[str, list[Block]]:
     if best_run is not None:
         trial = _short_trial(best_run.path.parent.name)
         blocks.append(Heading("Resolved config of the best trial"))
-        blocks.append(Code(best_run.config_text, "yaml", f"Resolved config, trial {trial} (config.yaml)"))
+        blocks.append(Code(best_run.config_text, "yaml", f"Resolved config, trial {trial} ({CONFIG_FILE})"))
     return f"TGE sweep {sweep.path.name}", blocks
 
 
@@ -616,13 +531,13 @@ class RunsFolder:
 
 def load_runs(folder: Path) -> RunsFolder:
     runs, damaged = [], []
-    for results in sorted(folder.glob(f"*/{RESULTS}")):
+    for run_dir in RunFolder.inside(folder):
         try:
-            runs.append(load_run(results.parent))
-        except ReportError:
-            damaged.append(results.parent.name)
+            runs.append(RunFolder.open(run_dir))
+        except RunFolderError:
+            damaged.append(run_dir.name)
     if not runs:
-        raise ReportError(f"every run folder in {folder} has a damaged {RESULTS}: rerun them with `tge run`")
+        raise ReportError(f"every run folder in {folder} has a damaged {RESULTS_FILE}: rerun them with `tge run`")
     return RunsFolder(folder, runs, damaged)
 
 
@@ -665,27 +580,10 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
 
 
 def _settings(run: RunFolder) -> dict[str, str]:
-    """The settings that can change the run's results, as dotted keys, with today's defaults
-    filled in for keys that its config.yaml predates (a new config field does not split older
-    runs off). The exceptions are fields whose default differs from how runs before them ran:
-    a config.yaml without ``task.demos`` ran with ``next``, one whose ``rl.fbc`` has no
-    ``prior`` ranked episodes by their plain mean (prior 0), and one whose ``rl.fbc`` has no
-    ``lr`` trained filtered BC at ``rl.bc_lr``."""
-    from tge_ray.config import config_from_dict, to_dict
-    from tge_ray.data.task import demos_of
-    from tge_ray.errors import TGEError
-    from tge_ray.rl.filtered import lr_of, prior_of
-
-    written = run.config
-    if isinstance(written.get("task"), dict):  # an older config.yaml without task.demos ran with "next"
-        written = {**written, "task": {**written["task"], "demos": demos_of(written["task"])}}
-    rl = written.get("rl")
-    if isinstance(rl, dict) and isinstance(rl.get("fbc"), dict):  # older: no rl.fbc.prior (0) or lr (rl.bc_lr)
-        written = {**written, "rl": {**rl, "fbc": {**rl["fbc"], "prior": prior_of(rl["fbc"]), "lr": lr_of(rl)}}}
-    try:
-        config = to_dict(config_from_dict(written))
-    except (TGEError, TypeError, ValueError):
-        config = written  # a config this version cannot read: compare it as written
+    """The settings that can change the run's results, as dotted keys. A run's config is read as
+    the version it was written in (:mod:`tge_ray.pipeline.upgrade`), so a field newer than the
+    run reads as the value the run ran with, and a new field does not split older runs off."""
+    config = to_dict(run.config)
     return {key: value for key, value in flat_config(config).items()
             if not key.startswith(NOT_A_SETTING) and key not in GROUP_KEYS and _uses(key, config)}
 
@@ -693,9 +591,7 @@ def _settings(run: RunFolder) -> dict[str, str]:
 def run_group(run: RunFolder) -> tuple[str, int, int, str]:
     """What a row of the collection table is labelled by: (offline dataset, N, H, kernel)."""
     config = run.config
-    task, windows, reward = config.get("task") or {}, config.get("windows") or {}, config.get("reward") or {}
-    return (str(task.get("offline", "?")), int(task.get("n_expert_trajs", -1)), int(windows.get("horizon", -1)),
-            str(reward.get("kernel", "?")))
+    return config.task.offline, config.task.n_expert_trajs, config.windows.horizon, config.reward.kernel
 
 
 def mean_std(values: list[float]) -> str:
@@ -713,8 +609,6 @@ def experiments(runs: list[RunFolder]) -> dict[tuple[tuple[str, int, int, str], 
     (dataset, N, H, kernel); the second part names the run's settings that differ from the most
     common value among the runs on its dataset (a tie goes to the default), "" when none do.
     """
-    from tge_ray.config import ExperimentConfig, to_dict
-
     settings = {id(run): _settings(run) for run in runs}
     defaults = flat_config(to_dict(ExperimentConfig()))
     common: dict[tuple[str, str], str] = {}
@@ -741,7 +635,7 @@ def runs_table(runs: list[RunFolder]) -> Table:
     set it apart, an "other settings" column names them.
     """
     groups = experiments(runs)
-    present = {m for run in runs for m in run.results["scores"]}
+    present = {m for run in runs for m in run.results.scores}
     methods = [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
     show_settings = any(differing for _, differing in groups)
     header = ("dataset", "N", "H", "kernel", *(("other settings",) if show_settings else ()), *methods, "AUC",
@@ -754,10 +648,10 @@ def runs_table(runs: list[RunFolder]) -> Table:
         aucs: dict[int, float] = {}
         rhos: dict[int, float] = {}
         for run in members:
-            seed = int(run.config.get("seed", 0))
-            for method, score in run.results["scores"].items():
+            seed = run.config.seed
+            for method, score in run.results.scores.items():
                 per_method[method][seed] = float(score)
-            auc = (run.results.get("separation") or {}).get("auc")
+            auc = run.results.separation.get("auc")
             if _is_number(auc) and math.isfinite(auc):  # None or NaN where D_mu has no expert data
                 aucs[seed] = float(auc)
             rho = _true_rho(run.results)
@@ -770,15 +664,15 @@ def runs_table(runs: list[RunFolder]) -> Table:
     return Table(header, tuple(rows))
 
 
-def _true_rho(results: dict[str, Any]) -> float | None:
+def _true_rho(results: RunRecord) -> float | None:
     """The per-transition rank correlation with D_mu's true reward, where the run recorded one."""
-    value = (results.get("true_reward_correlation") or {}).get("transitions")
+    value = (results.true_reward_correlation or {}).get("transitions")
     return float(value) if _is_number(value) and math.isfinite(value) else None
 
 
 def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
     runs = collection.runs
-    seeds = sorted({int(run.config.get("seed", 0)) for run in runs})
+    seeds = sorted({run.config.seed for run in runs})
     blocks: list[Block] = [Paragraph(
         f"{len(runs)} runs in {collection.path}, seeds {', '.join(map(str, seeds))}. Cells: normalised score, "
         "mean ± std over seeds (number of seeds); AUC: the separation diagnostic of the TGE reward "
@@ -787,7 +681,7 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
         "it was recorded)."
     )]
     if collection.damaged:
-        blocks.append(Note(f"{len(collection.damaged)} run folder(s) with a damaged {RESULTS} are left out: "
+        blocks.append(Note(f"{len(collection.damaged)} run folder(s) with a damaged {RESULTS_FILE} are left out: "
                            f"{', '.join(collection.damaged)}"))
     blocks.append(Heading("Normalised scores"))
     blocks.append(runs_table(runs))
@@ -796,10 +690,9 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
     rows = []
     for run in runs:
         config, results = run.config, run.results
-        scores = ", ".join(f"{m} {v:.1f}" for m, v in results["scores"].items())
-        auc = (results.get("separation") or {}).get("auc")
-        rows.append((run.path.name, str(config.get("seed", "?")), str((config.get("rl") or {}).get("backbone", "?")),
-                     str((config.get("rl") or {}).get("steps", "?")), scores, _fmt(auc),
+        scores = ", ".join(f"{m} {v:.1f}" for m, v in results.scores.items())
+        auc = results.separation.get("auc")
+        rows.append((run.path.name, str(config.seed), config.rl.backbone, str(config.rl.steps), scores, _fmt(auc),
                      _fmt(_true_rho(results))))
     blocks.append(Table(header, tuple(rows)))
     return f"TGE runs in {collection.path.name}", blocks
@@ -817,7 +710,7 @@ def write_report(folder: str | os.PathLike[str], out: str | os.PathLike[str] | N
     source = Path(folder).expanduser()
     kind = classify(source)
     loaded: RunFolder | SweepFolder | RunsFolder = (
-        load_run(source) if kind == "run" else load_sweep(source) if kind == "sweep" else load_runs(source)
+        RunFolder.open(source) if kind == "run" else load_sweep(source) if kind == "sweep" else load_runs(source)
     )
     target = Path(out).expanduser() if out is not None else source
     if target.exists() and not target.is_dir():

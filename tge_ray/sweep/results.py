@@ -14,6 +14,8 @@ from tge_ray.pipeline.artifacts import is_uri
 from tge_ray.sweep.space import TASK_PARAM, SearchSpace
 
 FINAL = "final"  # set on a trial's last report only (Tune's own "done" means something else)
+SWEEP_RESULTS = "sweep_results.csv"  # the sweep folder's table, one row per trial
+BEST_FILE = "best.md"  # its summary line and the best configuration per dataset
 
 COLUMNS = [
     "trial_id", "status", "dataset", "n_expert_trajs", "horizon", "sigma", "k", "kernel", "backbone",
@@ -131,14 +133,14 @@ def write_results(grid: Any, space: SearchSpace, sweep_path: str, wall_seconds: 
     table = results_table(grid, space)
     folder = cache_path() / "sweeps" / space.name if is_uri(sweep_path) else Path(sweep_path)
     folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "sweep_results.csv", index=False)
+    table.to_csv(folder / SWEEP_RESULTS, index=False)
     trained = int(table["diffusion_trained"].sum())
     reused = int(table["diffusion_reused"].sum())
     summary = (
         f"{len(table)} trials ({int((table['status'] == 'done').sum())} done), "
         f"{wall_seconds:.0f} s wall; diffusion models trained: {trained}, reused: {reused}"
     )
-    (folder / "best.md").write_text(f"# Sweep {space.name}\n\n{summary}\n\n" + best_markdown(table))
+    (folder / BEST_FILE).write_text(f"# Sweep {space.name}\n\n{summary}\n\n" + best_markdown(table))
     plot_ablations(table, folder)
     if is_uri(sweep_path):
         import pyarrow.fs

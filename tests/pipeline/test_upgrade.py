@@ -1,0 +1,129 @@
+"""Run folders of earlier versions read as this version's: written here as the old code wrote them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from tge_ray.config import dump_config, load_config, to_dict
+from tge_ray.errors import ConfigError
+from tge_ray.pipeline import files
+from tge_ray.pipeline.run_folder import RunFolder, RunFolderError, RunRecord
+from tge_ray.pipeline.upgrade import SCHEMA_VERSION, upgrade_config, upgrade_results
+
+
+def _version_1_folder(tmp_path, *, backbone="fbc"):
+    """A run folder and its two artifacts as `tge run` wrote them before records had a
+    schema_version: no task.demos (the demo came right after the mixed-in episodes), an rl.fbc
+    section without prior or lr, rewards.npz and embeddings.npz written with np.savez."""
+    config = to_dict(load_config(None, [f"rl.backbone={backbone}", "rl.bc_lr=0.0005", "seed=3"]))
+    del config["task"]["demos"]
+    del config["rl"]["fbc"]["prior"], config["rl"]["fbc"]["lr"]
+    rewards_dir, embeddings_dir = tmp_path / "artifacts" / "rewards-0123", tmp_path / "artifacts" / "embeddings-4567"
+    rewards_dir.mkdir(parents=True)
+    embeddings_dir.mkdir(parents=True)
+    raw = np.linspace(-2.0, 0.0, 10).astype(np.float32)
+    np.savez(rewards_dir / "rewards.npz", raw=raw, scaled=(raw + 2.0) / 2.0)
+    np.savez(embeddings_dir / "embeddings.npz", mixed=np.ones((10, 4), np.float32), demos=np.zeros((3, 4), np.float32))
+    results = {
+        "scores": {f"tge-{backbone}": 41.5, "bc": 12.0},
+        "returns": {f"tge-{backbone}": {"mean": 1300.0, "std": 20.0}, "bc": {"mean": 400.0, "std": 5.0}},
+        "separation": {"auc": 0.9, "mean_expert": -0.1, "mean_other": -1.5, "n_expert": 4, "n_other": 6},
+        "reward_scaling": {"mode": "minmax", "shift": -2.0, "divisor": 2.0, "degenerate": False},
+        "eval_history": {f"tge-{backbone}": [[100, 20.0], [200, 41.5]], "bc": [[200, 12.0]]},
+        "task": {"offline": "tge/hopper/random-v0", "expert": "tge/hopper/expert-v0", "n_expert_trajs": 2,
+                 "n_demos": 1, "mixed_transitions": 10, "mixed_episodes": 3, "expert_transitions_in_mixed": 4,
+                 "demo_states": 3},
+        "artifacts": {"rewards": {"name": "rewards-0123", "path": str(rewards_dir), "reused": False},
+                      "embeddings": {"name": "embeddings-4567", "path": str(embeddings_dir), "reused": True}},
+        "config": config,
+    }
+    run_dir = tmp_path / "tge-hopper-random-v0__fbc__H32__s3__20250101-000000"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return run_dir, results
+
+
+def test_a_version_1_folder_reads_as_it_ran(tmp_path):
+    run_dir, written = _version_1_folder(tmp_path)
+    run = RunFolder.open(run_dir)
+    assert run.results.schema_version == SCHEMA_VERSION
+    assert run.config.task.demos == "next" and run.results.task["demos"] == "next"
+    assert run.config.rl.fbc.prior == 0.0  # the plain episode mean
+    assert run.config.rl.fbc.lr == 0.0005  # the baseline's rate, which filtered BC trained at then
+    assert run.config.seed == 3 and run.config.rl.backbone == "fbc"
+    assert run.results.scores == written["scores"] and run.results.returns["bc"] == (400.0, 5.0)
+    assert run.results.eval_history["tge-fbc"] == [(100, 20.0), (200, 41.5)]
+    np.testing.assert_array_equal(run.rewards().raw, np.linspace(-2.0, 0.0, 10).astype(np.float32))
+    assert run.embeddings().demos.shape == (3, 4)
+    assert run.expert_flags().tolist() == [False] * 6 + [True] * 4
+    assert run.results.artifacts["embeddings"].reused and run.results.extra == {}
+
+
+def test_upgrades_leave_what_a_field_already_says(tmp_path):
+    run_dir, _ = _version_1_folder(tmp_path)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["task"]["demos"] = "last"
+    config["rl"]["fbc"].update(prior=2.0, lr=0.01)
+    upgraded = upgrade_config(config)
+    assert (upgraded["task"]["demos"], upgraded["rl"]["fbc"]["prior"], upgraded["rl"]["fbc"]["lr"]) == ("last", 2.0, 0.01)
+    assert "schema_version" not in upgraded and "demos" not in config["rl"]["fbc"], "the input is not changed"
+    no_fbc = {key: value for key, value in config.items() if key != "rl"}  # a run older than rl.fbc itself
+    assert "rl" not in upgrade_config(no_fbc)
+
+
+def test_today_s_record_round_trips_and_keeps_keys_it_does_not_know(tmp_path):
+    run_dir, written = _version_1_folder(tmp_path)
+    record = RunFolder.open(run_dir).results
+    data = {**record.to_json(), "per_seed": {"tge-fbc": [41.5, 40.0]}}  # a key a later version adds
+    again = RunRecord.from_json(data)
+    assert again.extra == {"per_seed": {"tge-fbc": [41.5, 40.0]}} and again.to_json() == data
+    assert upgrade_results(data) == data  # this version's record: nothing to do
+
+
+def test_a_record_from_a_newer_version_is_one_line(tmp_path):
+    run_dir, written = _version_1_folder(tmp_path)
+    (run_dir / "results.json").write_text(json.dumps({**written, "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(RunFolderError, match=f"newer tge_ray \\(schema_version {SCHEMA_VERSION + 1};") as info:
+        RunFolder.open(run_dir)
+    assert "\n" not in str(info.value)
+    config = tmp_path / "newer.yaml"
+    config.write_text(yaml.safe_dump({"schema_version": SCHEMA_VERSION + 1, "seed": 1}))
+    with pytest.raises(ConfigError, match="newer tge_ray"):
+        load_config(config)
+
+
+def test_a_written_config_is_stamped_and_loads_back(tmp_path):
+    cfg = load_config(None, ["task.demos=next", "seed=2"])
+    dump_config(cfg, tmp_path / files.CONFIG_FILE)
+    assert yaml.safe_load((tmp_path / files.CONFIG_FILE).read_text())["schema_version"] == SCHEMA_VERSION
+    assert load_config(tmp_path / files.CONFIG_FILE) == cfg
+
+
+def test_gone_and_damaged_artifacts_are_one_line(tmp_path):
+    run_dir, written = _version_1_folder(tmp_path)
+    (tmp_path / "artifacts" / "rewards-0123" / "rewards.npz").write_bytes(b"PK\x03\x04 cut short")
+    run = RunFolder.open(run_dir)
+    with pytest.raises(RunFolderError, match="rewards artifact cannot be read") as info:
+        run.rewards()
+    assert "\n" not in str(info.value)
+    (tmp_path / "artifacts" / "rewards-0123" / "rewards.npz").unlink()
+    assert run.missing("rewards", "embeddings") == [str(tmp_path / "artifacts" / "rewards-0123" / "rewards.npz")]
+    with pytest.raises(RunFolderError, match="rewards artifact is gone"):
+        run.rewards()
+    with pytest.raises(RunFolderError, match="has no TGE reward stage"):
+        run.artifact("diffusion")
+
+
+def test_tge_report_reads_a_version_1_folder(tmp_path, minari_root, capsys):
+    from tge_ray.cli import main
+
+    run_dir, written = _version_1_folder(tmp_path)
+    assert main(["report", str(run_dir)]) == 0, capsys.readouterr().err
+    text = (run_dir / "report.md").read_text()
+    assert "| tge-fbc | 41.50 | 1300.0 ± 20.0 |" in text
+    assert "episode returns not shown (datasets not opened" in text  # this test's Minari folder is empty

@@ -1,0 +1,75 @@
+"""Atomic writes: a file or a folder is either complete at its path or not there at all.
+
+Everything is written beside its target first (same file system, so the final ``os.replace``
+is atomic) and moved over it only when the write finished; a write that fails or is
+interrupted removes what it left.
+
+    with atomic_path(path) as tmp:          # any writer that takes a path
+        figure.savefig(tmp, format="png")
+    write_text(path, text)
+    torch_save(state, path)
+    with atomic_folder(target) as folder:   # a whole folder, moved into place at the end
+        ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary file beside ``path``; it replaces ``path`` when the block ends without error."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def replace_folder(source: Path, target: Path) -> None:
+    """Move a finished folder into place; what stood at ``target`` is removed first."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(source, target)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A private folder beside ``target``, moved into place (replacing what stood there) when
+    the block ends without error; removed if the block fails or is interrupted."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        yield tmp
+        replace_folder(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
