@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -11,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -279,100 +277,3 @@ def test_sweep_report(finished_sweep, tmp_path, capsys):
     assert "artifacts are gone" not in md_text
     assert "<details><summary>Resolved config, trial" in html_text
     assert _fenced_yaml(md_text)["reward"]["kernel"] == best.kernel
-
-
-def test_rollout_reward_diagnostic(finished_run, tmp_path):
-    """benchmarks/rollout_reward.py labels rollouts with the run's own reward (real env, real index)."""
-    script = [sys.executable, str(REPO / "benchmarks" / "rollout_reward.py")]
-    out = tmp_path / "rollout_reward.json"
-    done = subprocess.run([*script, str(finished_run), "--steps", "20", "--episodes", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads(out.read_text())
-    assert set(record["rollouts"]) == {"zero action", "uniform random action", "tge-iql", "bc", "oracle-iql"}
-    for row in record["rollouts"].values():
-        assert 1 <= row["steps"] <= 20 and math.isfinite(row["tge_reward_mean"])
-    reference = record["reference"]  # D_mu's min-max scaled rewards lie in [0, 1]
-    assert 0.0 <= reference["d_mu_other_mean"] <= 1.0 and 0.0 <= reference["d_mu_expert_mean"] <= 1.0
-    bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
-
-
-def test_policy_ceiling_diagnostic(finished_run, tiny_datasets, tmp_path):
-    """benchmarks/policy_ceiling.py trains both references on D_mu and tabulates a run's curves beside them."""
-    script = [sys.executable, str(REPO / "benchmarks" / "policy_ceiling.py")]
-    out = tmp_path / "ceiling.json"
-    done = subprocess.run([*script, "--n-expert", "2", "--seeds", "0", "--steps", "20", "--every", "10",
-                           "--episodes", "1", "--set", *_task(tiny_datasets), "evaluation.num_envs=1",
-                           "--workdir", str(tmp_path / "runs"), "--out", str(out), "--runs", str(finished_run)],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads(out.read_text())["rows"]
-    assert [row["name"] for row in rows[:2]] == ["bc-expert", "iql-flag"]
-    for row in rows[:2]:  # evaluated at 10 and 20 updates; the second half is the last evaluation
-        assert [step for step, _ in row["history"]] == [10, 20]
-        assert row["final"] == row["late_mean"] == row["history"][-1][1]
-        assert row["late_good_share"] in (0.0, 1.0)
-    scores = json.loads((finished_run / files.RESULTS_FILE).read_text())["scores"]
-    from_run = {row["name"].split(":")[1]: row["final"] for row in rows[2:]}
-    assert from_run == pytest.approx(scores)  # every method of the run, its final score
-    bad = subprocess.run([*script, "--runs", str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
-    bad_out = tmp_path / "bad.json"
-    bad = subprocess.run([*script, "--n-expert", "2", "--set", *_task(tiny_datasets), "rl.iql.no_such_key=1",
-                          "--workdir", str(tmp_path / "bad"), "--out", str(bad_out)],
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no_such_key" in bad.stderr
-    assert not bad_out.exists()
-
-
-def test_reward_profile_diagnostic(finished_run, tmp_path):
-    """benchmarks/reward_profile.py averages the run's stored rewards by position in D_mu's episodes."""
-    script = [sys.executable, str(REPO / "benchmarks" / "reward_profile.py")]
-    out = tmp_path / "profile.json"
-    done = subprocess.run([*script, str(finished_run), "--from-start", "0", "1", "--to-end", "0", "1000",
-                           "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads(out.read_text())
-    assert record["horizon"] == 8 and set(record["groups"]) == {"expert-flagged", "other"}
-    for group in record["groups"].values():  # min-max scaled rewards; no episode is 1001 steps long
-        assert 0.0 <= group["to_end"]["0"] <= 1.0 and 0.0 <= group["from_start"]["1"] <= 1.0
-        assert group["to_end"]["1000"] is None
-    bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
-
-
-def test_window_reference_diagnostic(finished_run, tmp_path):
-    """benchmarks/window_reference.py: the k-NN reward on the standardised windows themselves, its
-    rank correlation with D_mu's true reward beside the run's, and a learner trained on it."""
-    from scipy.stats import spearmanr
-
-    from tge_ray.data.task import task_of_summary
-
-    script = [sys.executable, str(REPO / "benchmarks" / "window_reference.py")]
-    out = tmp_path / "window_reference.json"
-    done = subprocess.run([*script, str(finished_run), "--horizon", "1", "--skip", "2", "--k", "1",
-                           "--rl-steps", "10", "--out", str(out)], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads(out.read_text())
-    results = json.loads((finished_run / files.RESULTS_FILE).read_text())
-    assert record["correlation"]["TGE reward (the run's)"] == pytest.approx(results["true_reward_correlation"])
-    # H = 1, k = 1: the reward falls with each state's distance to the nearest demo state after
-    # the demo's first 2, so it ranks D_mu as that distance does (brute force here).
-    task = task_of_summary(results["task"])
-    states, demo = task.standardize(task.mixed.observations), task.standardize(task.demo_observations)[2:]
-    nearest = np.sqrt(((states[:, None, :] - demo[None, :, :]) ** 2).sum(-1)).min(1)
-    expected = spearmanr(-nearest, task.mixed.rewards).statistic
-    assert record["correlation"]["k-NN on the windows"]["transitions"] == pytest.approx(expected, abs=1e-6)
-    assert record["window"] == {"horizon": 1, "k": 1, "skip_demo_start": 2, "kernel": "log", "sigma": 1.0,
-                                "scale": "minmax"}
-    policy = record["policy"]  # 10 updates, evaluated every 2
-    assert policy["backbone"] == "iql" and [step for step, _ in policy["eval_history"]] == [2, 4, 6, 8, 10]
-    assert policy["score"] == policy["eval_history"][-1][1]
-    bad = subprocess.run([*script, str(tmp_path)], capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a `tge run` folder" in bad.stderr
-    too_far = tmp_path / "too_far.json"  # a skip past the demo keeps its last window only: fewer than k
-    bad = subprocess.run([*script, str(finished_run), "--skip", "100000", "--k", "2", "--out", str(too_far)],
-                         capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "exceeds the 1 expert windows" in bad.stderr
-    assert not too_far.exists()

@@ -5,6 +5,7 @@
     tge data list | info ID | make ID | import FILE | experts | train-expert TASK
     tge config [CONFIG] [key=value ...]       print the resolved config (or --fields)
     tge report DIR [--out FOLDER]             report.md + self-contained report.html of a run or sweep
+    tge diagnose NAME RUN_DIR [...]           a diagnostic of a run (tge diagnose --help lists them)
 
 Errors caused by input print one line ``tge: error: ...`` and exit with code 2.
 """
@@ -251,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder", metavar="DIR", help="run folder or sweep folder")
     report.add_argument("--out", metavar="FOLDER", help="where to write the report (default: DIR)")
     report.set_defaults(func=cmd_report)
+
+    from tge_ray.diagnose.cli import add_parser as add_diagnose_parser
+
+    add_diagnose_parser(sub)
 
     data = sub.add_parser("data", help="list, inspect and make Minari datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

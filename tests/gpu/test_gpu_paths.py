@@ -30,9 +30,7 @@ import io
 import math
 import multiprocessing
 import os
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,9 +39,9 @@ import torch
 
 from tge_ray.accel import compile_mode, compile_model
 from tge_ray.config import DiffusionConfig, RLConfig
+from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoint, write_checkpoint
 from tge_ray.diffusion.ddpm import DiffusionTrainerState, unwrap
 from tge_ray.diffusion.embed import embed_batch
-from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoint, write_checkpoint
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.reward.diagnostics import roc_auc
 from tge_ray.reward.kernels import kernel_reward, scale_rewards
