@@ -67,3 +67,12 @@ def test_windows_mismatch(tmp_path):
     path = _write_tiny(tmp_path / "model.pt")
     with pytest.raises(TGEError, match="horizon=8, but the windows have horizon=16"):
         load_encoder(path, horizon=16)
+
+
+def test_a_checkpoint_written_before_the_embedding_section_loads(tmp_path):
+    """Until record version 3 the checkpoint's diffusion_config held the embedding's pool and normalize."""
+    path = _write_tiny(tmp_path / "model.pt")
+    saved = torch.load(path, weights_only=True)
+    saved["diffusion_config"].update(pool="max", normalize=False)
+    torch.save(saved, path)
+    assert isinstance(load_encoder(path, horizon=HORIZON), TemporalUnet)

@@ -38,7 +38,7 @@ import pytest
 import torch
 
 from tge_ray.accel import compile_mode, compile_model
-from tge_ray.config import DiffusionConfig, RLConfig
+from tge_ray.config import DiffusionConfig, EmbeddingConfig, RLConfig
 from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoint, write_checkpoint
 from tge_ray.diffusion.ddpm import DiffusionTrainerState, unwrap
 from tge_ray.diffusion.embed import embed_batch
@@ -134,7 +134,7 @@ def test_checkpoint_and_bf16_embeddings(device, trained_diffusion, tmp_path):
     embeddings = {}
     for name, encoder in (("cpu_fp32", cpu_encoder), ("gpu_bf16", gpu_encoder)):
         embeddings[name] = {
-            part: np.concatenate([embed_batch(encoder, x[i:i + 1024], cfg.pool, cfg.normalize)
+            part: np.concatenate([embed_batch(encoder, x[i:i + 1024], EmbeddingConfig.pool, EmbeddingConfig.normalize)
                                   for i in range(0, len(x), 1024)])
             for part, x in (("offline", offline), ("demo", demo))
         }

@@ -12,14 +12,15 @@ from tge_ray.config import dump_config, load_config, to_dict
 from tge_ray.errors import ConfigError
 from tge_ray.pipeline import files
 from tge_ray.pipeline.run_folder import RunFolder, RunFolderError, RunRecord
-from tge_ray.pipeline.upgrade import SCHEMA_VERSION, upgrade_config, upgrade_results
+from tge_ray.pipeline.upgrade import SCHEMA_VERSION, earlier_artifacts, upgrade_config, upgrade_results
 
 
 def _version_1_folder(tmp_path, *, backbone="fbc"):
     """A run folder and its two artifacts as `tge run` wrote them before records had a
     schema_version: no task.demos (the demo came right after the mixed-in episodes), an rl.fbc
     section without prior or lr, rewards.npz and embeddings.npz written with np.savez."""
-    config = to_dict(load_config(None, [f"rl.backbone={backbone}", "rl.bc_lr=0.0005", "seed=3"]))
+    config = to_dict(load_config(None, [f"rl.backbone={backbone}", "rl.bc_lr=0.0005", "seed=3", "embedding.pool=max"]))
+    config["diffusion"].update(config.pop("embedding"))  # the embedding's settings were the diffusion section's
     del config["task"]["demos"]
     del config["rl"]["fbc"]["prior"], config["rl"]["fbc"]["lr"]
     rewards_dir, embeddings_dir = tmp_path / "artifacts" / "rewards-0123", tmp_path / "artifacts" / "embeddings-4567"
@@ -55,7 +56,7 @@ def test_a_version_1_folder_reads_as_it_ran(tmp_path):
     assert run.config.task.demos == "next" and run.results.task["demos"] == "next"
     assert run.config.rl.fbc.prior == 0.0  # the plain episode mean
     assert run.config.rl.fbc.lr == 0.0005  # the baseline's rate, which filtered BC trained at then
-    assert run.config.seed == 3 and run.config.rl.backbone == "fbc"
+    assert run.config.seed == 3 and run.config.rl.backbone == "fbc" and run.config.embedding.pool == "max"
     assert run.results.scores == written["scores"] and run.results.returns["bc"] == (400.0, 5.0)
     assert run.results.eval_history["tge-fbc"] == [(100, 20.0), (200, 41.5)]
     np.testing.assert_array_equal(run.rewards().raw, np.linspace(-2.0, 0.0, 10).astype(np.float32))
@@ -127,3 +128,103 @@ def test_tge_report_reads_a_version_1_folder(tmp_path, minari_root, capsys):
     text = (run_dir / "report.md").read_text()
     assert "| tge-fbc | 41.50 | 1300.0 ± 20.0 |" in text
     assert "episode returns not shown (datasets not opened" in text  # this test's Minari folder is empty
+
+
+# ----------------------------------------------------------------------------- earlier artifacts
+
+FINGERPRINTS = {"offline_files": "aaaa", "expert_files": "bbbb"}
+
+
+def _data_as_the_old_key_had_it(cfg):
+    """``data_dependencies`` as the earlier diffusion stage put it into its key."""
+    return {"offline": cfg.task.offline, "offline_files": FINGERPRINTS["offline_files"], "expert": cfg.task.expert,
+            "expert_files": FINGERPRINTS["expert_files"], "n_expert_trajs": cfg.task.n_expert_trajs, "format": 1}
+
+
+def _old_keys(cfg, diffusion_name, embeddings_name):
+    """The three stages' keys as the code before whole-section keys wrote them, field by field."""
+    diffusion = {"data": _data_as_the_old_key_had_it(cfg), "horizon": cfg.windows.horizon,
+                 "diffusion": to_dict(cfg.diffusion), "train_workers": cfg.resources.train_workers,
+                 "seed": cfg.seed, "window_order": "permuted"}
+    embeddings = {"diffusion": diffusion_name, "pool": cfg.embedding.pool, "normalize": cfg.embedding.normalize,
+                  "n_demos": cfg.task.n_demos, "format": 1}
+    if cfg.task.demos != "next":
+        embeddings["demos"] = cfg.task.demos
+    rewards = {"embeddings": embeddings_name, "kernel": cfg.reward.kernel, "k": cfg.reward.k,
+               "sigma": cfg.reward.sigma, "scale": cfg.reward.scale, "format": 1}
+    if cfg.reward.expert_windows != "all":
+        rewards["expert_windows"] = cfg.reward.expert_windows
+    if cfg.reward.skip_demo_start:
+        rewards["skip_demo_start"] = cfg.reward.skip_demo_start
+    return {"diffusion": diffusion, "embeddings": embeddings, "rewards": rewards}
+
+
+@pytest.mark.parametrize("overrides", [[], ["task.demos=next", "reward.expert_windows=complete",
+                                            "reward.skip_demo_start=3", "embedding.pool=max"]])
+def test_earlier_keys_are_the_old_code_s(overrides):
+    cfg = load_config(None, overrides)
+    old = _old_keys(cfg, "diffusion-0123", "embeddings-4567")
+    data = {**_data_as_the_old_key_had_it(cfg), "format": 7}  # the format is the old one's, whatever today's
+    (diffusion, blocks) = earlier_artifacts("diffusion", to_dict(cfg), data=data)
+    assert diffusion.dependencies == old["diffusion"] and diffusion.equal
+    assert "window_order" not in blocks.dependencies and not blocks.equal and "consecutive windows" in blocks.why
+    (embeddings,) = earlier_artifacts("embeddings", to_dict(cfg), upstream="diffusion-0123")
+    assert embeddings.dependencies == old["embeddings"] and embeddings.equal
+    (rewards,) = earlier_artifacts("rewards", to_dict(cfg), upstream="embeddings-4567")
+    assert rewards.dependencies == old["rewards"] and rewards.equal
+
+
+def _build(calls, text):
+    def build(folder):
+        calls.append(text)
+        (folder / "made-by.txt").write_text(text)
+        return {}
+
+    return build
+
+
+def test_an_equal_earlier_artifact_is_reused_an_unequal_one_rebuilt(tmp_path):
+    from tge_ray.pipeline.artifacts import ArtifactStore
+
+    store = ArtifactStore(str(tmp_path))
+    cfg = load_config(None, ["reward.sigma=0.5"])
+    old = _old_keys(cfg, "diffusion-0123", "embeddings-4567")
+    calls, notes = [], []
+    # The earlier version built rewards under its key, and a diffusion model before the
+    # permuted window order (its key without window_order).
+    store.get_or_build("rewards", old["rewards"], _build(calls, "earlier"))
+    blocks = {key: value for key, value in old["diffusion"].items() if key != "window_order"}
+    store.get_or_build("diffusion", blocks, _build(calls, "earlier, blocks"))
+
+    earlier = earlier_artifacts("rewards", to_dict(cfg), upstream="embeddings-4567")
+    reused = store.get_or_build("rewards", {"new": "key"}, _build(calls, "now"), earlier=earlier, note=notes.append)
+    assert reused.reused and (reused.path / "made-by.txt").read_text() == "earlier" and notes == []
+
+    earlier = earlier_artifacts("diffusion", to_dict(cfg), data=_data_as_the_old_key_had_it(cfg))
+    rebuilt = store.get_or_build("diffusion", {"new": "key"}, _build(calls, "now"), earlier=earlier, note=notes.append)
+    assert not rebuilt.reused and (rebuilt.path / "made-by.txt").read_text() == "now"
+    (line,) = notes
+    assert line.startswith("diffusion: diffusion-") and "is not reused: it was trained on blocks" in line
+    assert calls == ["earlier", "earlier, blocks", "now"]
+
+
+def test_stage_keys_hold_whole_sections(tmp_path):
+    """A field added to a section would be in the key: every field but those marked NO_RESULT is."""
+    from tge_ray.config import key_part
+
+    cfg = load_config(None)
+    assert key_part(cfg.reward) == {k: v for k, v in to_dict(cfg.reward).items() if k != "batch_size"}
+    assert set(key_part(cfg.task)) == set(to_dict(cfg.task)) - {"download", "make_missing"}
+    assert key_part(cfg.rl)["iql"] == to_dict(cfg.rl.iql)  # nested sections whole
+    assert "pool" not in key_part(cfg.diffusion) and key_part(cfg.embedding) == {"pool": "mean", "normalize": True}
+
+
+def test_a_version_2_config_moves_pool_to_the_embedding_section(tmp_path):
+    config = to_dict(load_config(None))
+    pool = config.pop("embedding")
+    version_2 = {"schema_version": 2, **config, "diffusion": {**config["diffusion"], **{**pool, "pool": "max"}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(version_2))
+    assert load_config(path).embedding.pool == "max"
+    with pytest.raises(ConfigError, match="config key 'diffusion.pool' is 'embedding.pool' now: rename it"):
+        load_config(None, ["diffusion.pool=max"])

@@ -15,6 +15,7 @@ from tge_ray.config.loading import (
     describe_fields,
     dump_config,
     field_docs,
+    key_part,
     load_config,
     read_yaml,
     resolve_config_path,
@@ -23,6 +24,7 @@ from tge_ray.config.loading import (
 from tge_ray.config.schema import (
     METHODS,
     DiffusionConfig,
+    EmbeddingConfig,
     EvaluationConfig,
     ExperimentConfig,
     ResourcesConfig,
@@ -35,6 +37,7 @@ from tge_ray.config.schema import (
 __all__ = [
     "METHODS",
     "DiffusionConfig",
+    "EmbeddingConfig",
     "EvaluationConfig",
     "ExperimentConfig",
     "FilteredBCConfig",
@@ -51,6 +54,7 @@ __all__ = [
     "describe_fields",
     "dump_config",
     "field_docs",
+    "key_part",
     "load_config",
     "read_yaml",
     "resolve_config_path",

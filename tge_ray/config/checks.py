@@ -1,10 +1,15 @@
-"""Value checks of the config sections: each raises one ConfigError line naming field, value and rule."""
+"""Value checks of the config sections (each raises one ConfigError line naming field, value and
+rule), and the mark of a field that changes no result."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tge_ray.errors import ConfigError
+
+NO_RESULT = {"changes_results": False}
+"""``field(metadata=NO_RESULT)``: the field says how a stage runs (a batch size, where data comes
+from), never what it computes, so it stays out of artifact keys. Every other field is in them."""
 
 
 def check(ok: bool, name: str, value: Any, allowed: str) -> None:

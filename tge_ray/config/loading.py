@@ -22,7 +22,7 @@ import yaml
 from tge_ray.config.schema import ExperimentConfig
 from tge_ray.errors import ConfigError, TGEError
 from tge_ray.io import write_text
-from tge_ray.pipeline.upgrade import SCHEMA_VERSION, VERSION_KEY, upgrade_config
+from tge_ray.pipeline.upgrade import MOVED_KEYS, SCHEMA_VERSION, VERSION_KEY, upgrade_config
 
 # ----------------------------------------------------------------------------- type checks
 
@@ -98,6 +98,8 @@ def _from_dict(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in names:
+            if dotted in MOVED_KEYS:
+                raise ConfigError(f"config key {dotted!r} is {MOVED_KEYS[dotted]!r} now: rename it")
             raise ConfigError(f"unknown config key {dotted!r}: allowed keys here are {', '.join(names)}")
         kwargs[key] = _coerce(hints[key], value, dotted)
     return cls(**kwargs)
@@ -108,15 +110,29 @@ def _from_dict(cls: Any, data: dict[str, Any], prefix: str = "") -> Any:
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-YAML form of a config or one of its sections (tuples become lists)."""
+    return to_plain(dataclasses.asdict(cfg))
 
-    def plain(value: Any) -> Any:
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
 
-    return plain(dataclasses.asdict(cfg))
+def key_part(section: Any) -> dict[str, Any]:
+    """A config section as a part of an artifact's key: every field, nested sections included,
+    except those the schema marks as changing no result (``NO_RESULT``: batch sizes, where the
+    data comes from). A field added to a section is in the key of every stage that consumes it."""
+    part: dict[str, Any] = {}
+    for f in dataclasses.fields(section):
+        if not f.metadata.get("changes_results", True):
+            continue
+        value = getattr(section, f.name)
+        part[f.name] = key_part(value) if dataclasses.is_dataclass(value) else to_plain(value)
+    return part
+
+
+def to_plain(value: Any) -> Any:
+    """A config value in plain-YAML form (tuples become lists)."""
+    if isinstance(value, tuple):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    return value
 
 
 def config_from_dict(data: dict[str, Any]) -> ExperimentConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tge_ray.config.checks import check, in_range, positive
+from tge_ray.config.checks import NO_RESULT, check, in_range, positive
 from tge_ray.config.learners import RLConfig
 from tge_ray.errors import ConfigError
 
@@ -30,6 +30,9 @@ class TaskConfig:
             or ``next`` (episodes N..N+M-1, the demo changes with N; runs before the option).
         download: download Minari datasets that are not local; off so a run never needs a network.
         make_missing: make missing ``tge/*`` datasets with ``tge data make`` on first use.
+
+    ``download`` and ``make_missing`` say how the data is found, not what it is: they stay out
+    of artifact keys (:func:`tge_ray.config.key_part`).
     """
 
     offline: str = "tge/hopper/random-v0"
@@ -37,8 +40,8 @@ class TaskConfig:
     n_expert_trajs: int = 30
     n_demos: int = 1
     demos: Literal["last", "next"] = "last"
-    download: bool = False
-    make_missing: bool = True
+    download: bool = field(default=False, metadata=NO_RESULT)
+    make_missing: bool = field(default=True, metadata=NO_RESULT)
 
     def __post_init__(self) -> None:
         check(self.n_expert_trajs >= 0, "task.n_expert_trajs", self.n_expert_trajs, "must be >= 0")
@@ -52,11 +55,12 @@ class WindowConfig:
     Attributes:
         horizon: H, states per window; past an episode's end the last state repeats (H = 1: the
             single-step ablation).
-        batch_size: windows per streamed batch when windows are built; bounds memory.
+        batch_size: windows per streamed batch when windows are built; bounds memory, changes
+            no result (kept out of artifact keys).
     """
 
     horizon: int = 32
-    batch_size: int = 8192
+    batch_size: int = field(default=8192, metadata=NO_RESULT)
 
     def __post_init__(self) -> None:
         check(self.horizon >= 1, "windows.horizon", self.horizon, "must be >= 1")
@@ -78,9 +82,6 @@ class DiffusionConfig:
         ema_start: step from which the EMA tracks the weights (copies them before).
         checkpoint_every: steps between checkpoints reported to Ray Train (what a failed worker
             resumes from).
-        pool: how the bottleneck (B, C, H') becomes one vector: ``mean`` or ``max`` over time,
-            or ``flatten`` (keeps temporal order, C*H' dims).
-        normalize: L2-normalise embeddings, so the kernel's sigma means the same at every H.
     """
 
     dim: int = 32
@@ -92,8 +93,6 @@ class DiffusionConfig:
     ema_decay: float = 0.995
     ema_start: int = 500
     checkpoint_every: int = 2000
-    pool: Literal["mean", "max", "flatten"] = "mean"
-    normalize: bool = True
 
     def __post_init__(self) -> None:
         positive("diffusion.dim", self.dim)
@@ -140,6 +139,20 @@ class DiffusionConfig:
 
 
 @dataclass
+class EmbeddingConfig:
+    """z = phi(tau, 0): the U-Net's bottleneck at diffusion step 0, one vector per window.
+
+    Attributes:
+        pool: how the bottleneck (B, C, H') becomes one vector: ``mean`` or ``max`` over time,
+            or ``flatten`` (keeps temporal order, C*H' dims).
+        normalize: L2-normalise embeddings, so the kernel's sigma means the same at every H.
+    """
+
+    pool: Literal["mean", "max", "flatten"] = "mean"
+    normalize: bool = True
+
+
+@dataclass
 class RewardConfig:
     """k-NN kernel reward on embeddings, scaled for the backbone.
 
@@ -158,7 +171,8 @@ class RewardConfig:
             shows a frozen system).
         skip_demo_start: windows left out of Z_E at the start of each demo episode; they show
             the reset state every episode shares (0 keeps them all, as DESIGN.md).
-        batch_size: windows per Ray Data batch in the embedding and reward stages.
+        batch_size: windows per Ray Data batch in the embedding and reward stages; changes no
+            result (kept out of artifact keys).
     """
 
     kernel: Literal["log", "gaussian"] = "log"
@@ -167,7 +181,7 @@ class RewardConfig:
     scale: Literal["minmax", "standard", "none"] = "minmax"
     expert_windows: Literal["all", "complete"] = "all"
     skip_demo_start: int = 0
-    batch_size: int = 4096
+    batch_size: int = field(default=4096, metadata=NO_RESULT)
 
     def __post_init__(self) -> None:
         check(self.k >= 1, "reward.k", self.k, "must be >= 1")
@@ -289,6 +303,7 @@ class ExperimentConfig:
         task: the LfO task.
         windows: the state windows.
         diffusion: the diffusion model.
+        embedding: the window embeddings.
         reward: the k-NN reward.
         rl: the offline RL learners.
         evaluation: the policy rollouts.
@@ -303,6 +318,7 @@ class ExperimentConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)

@@ -19,14 +19,15 @@ from tge_ray.config import DiffusionConfig, to_dict
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.errors import TGEError
 from tge_ray.io import torch_save
+from tge_ray.pipeline.upgrade import checkpoint_diffusion_config
 
 FORMAT = "tge-diffusion-v1"
 FIELDS = ("obs_dim", "horizon", "diffusion_config", "ema_state_dict", "model_state_dict", "step")
 
 
 def diffusion_config_from_dict(data: dict[str, Any]) -> DiffusionConfig:
-    """Rebuild a DiffusionConfig from its saved dict (lists back to tuples)."""
-    data = dict(data)
+    """Rebuild a DiffusionConfig from its saved dict (lists back to tuples), older files included."""
+    data = checkpoint_diffusion_config(data)
     data["dim_mults"] = tuple(data["dim_mults"])
     return DiffusionConfig(**data)
 

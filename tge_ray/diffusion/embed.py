@@ -40,11 +40,11 @@ def embed_array(windows_np: np.ndarray, encoder: TemporalUnet, cfg: ExperimentCo
     batch_size = batch_size or cfg.reward.batch_size
     if windows_np.ndim != 3:
         raise DataError(f"windows must be (N, H, obs_dim), got shape {windows_np.shape}")
-    dim = encoder.embedding_dim(cfg.diffusion.pool)
+    dim = encoder.embedding_dim(cfg.embedding.pool)
     out = np.empty((windows_np.shape[0], dim), dtype=np.float32)
     for start in range(0, windows_np.shape[0], batch_size):
         stop = start + batch_size
-        out[start:stop] = embed_batch(encoder, windows_np[start:stop], cfg.diffusion.pool, cfg.diffusion.normalize)
+        out[start:stop] = embed_batch(encoder, windows_np[start:stop], cfg.embedding.pool, cfg.embedding.normalize)
     return out
 
 
@@ -84,7 +84,7 @@ def embed_dataset(windows: Any, checkpoint: Path, cfg: ExperimentConfig) -> Any:
         windows: ``ray.data.Dataset`` with a column ``window`` ((H, obs_dim) float32) and any
             others (e.g. ``index``), which pass through unchanged.
         checkpoint: a checkpoint of :func:`tge_ray.diffusion.train.train_diffusion` (:mod:`tge_ray.diffusion.checkpoint`).
-        cfg: uses ``diffusion.pool``/``normalize``, ``reward.batch_size`` and ``resources``.
+        cfg: uses ``embedding.pool``/``normalize``, ``reward.batch_size`` and ``resources``.
 
     Returns:
         ``ray.data.Dataset`` with ``embedding`` ((D,) float32) in place of ``window``. Row order
@@ -102,8 +102,8 @@ def embed_dataset(windows: Any, checkpoint: Path, cfg: ExperimentConfig) -> Any:
         EmbedActor,
         fn_constructor_kwargs=dict(
             checkpoint=[ray.put(slim)],
-            pool=cfg.diffusion.pool,
-            normalize=cfg.diffusion.normalize,
+            pool=cfg.embedding.pool,
+            normalize=cfg.embedding.normalize,
             use_gpu=gpu,
             torch_threads=cfg.resources.torch_threads,
         ),

@@ -26,14 +26,16 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tge_ray.data.minari_io import cache_path
 from tge_ray.errors import TGEError
+from tge_ray.io import replace_folder
 from tge_ray.pipeline.files import MANIFEST_FILE as MANIFEST
+from tge_ray.pipeline.upgrade import Earlier
 
 
 def artifact_key(dependencies: dict[str, Any]) -> str:
@@ -93,7 +95,7 @@ class ArtifactStore:
         tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.fetch-"))
         try:
             pyarrow.fs.copy_files(remote, str(tmp), source_filesystem=self._fs)
-            _replace_dir(tmp, self.root / name)
+            replace_folder(tmp, self.root / name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return True
@@ -127,18 +129,43 @@ class ArtifactStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def earlier(self, stage: str, candidates: Sequence[Earlier], note: Callable[[str], None]) -> Artifact | None:
+        """The first artifact an earlier version made under one of ``candidates``' keys, when
+        :mod:`tge_ray.pipeline.upgrade` judges it equal to this version's; one ``note`` line
+        when the one found is not."""
+        for candidate in candidates:
+            folder = self.find(stage, candidate.dependencies)
+            if folder is None:
+                continue
+            recorded = json.loads((folder / MANIFEST).read_text()).get("dependencies")
+            why = candidate.why if not candidate.equal else (
+                "" if artifact_key(recorded) == artifact_key(candidate.dependencies)
+                else "its manifest records other dependencies than its name says")
+            if not why:
+                return Artifact(folder, folder.name, reused=True)
+            note(f"{stage}: {folder.name}, made by an earlier version, is not reused: {why}; building it anew")
+            return None
+        return None
+
     def get_or_build(
-        self, stage: str, dependencies: dict[str, Any], build: Callable[[Path], dict[str, Any] | None]
+        self, stage: str, dependencies: dict[str, Any], build: Callable[[Path], dict[str, Any] | None],
+        earlier: Sequence[Earlier] = (), note: Callable[[str], None] = print,
     ) -> Artifact:
         """Return the artifact, building it with ``build(tmp_folder)`` if it is missing.
 
         ``build`` writes its files into the folder it is given and may return a dict of facts
         (metrics, sizes) that go into the manifest. Only a finished build becomes visible.
+        ``earlier``: the keys an earlier version gave the same work
+        (:func:`tge_ray.pipeline.upgrade.earlier_artifacts`), tried when this key is missing.
         """
         name = self.name(stage, dependencies)
         folder = self.root / name
         if self.find(stage, dependencies) is not None:
             return Artifact(folder, name, reused=True)
+        if earlier:
+            found = self.earlier(stage, earlier, note)
+            if found is not None:
+                return found
         with self._lock(name):
             if self.find(stage, dependencies) is not None:  # built by another trial meanwhile
                 return Artifact(folder, name, reused=True)
@@ -154,7 +181,7 @@ class ArtifactStore:
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-                _replace_dir(tmp, folder)
+                replace_folder(tmp, folder)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             if self.remote:
@@ -175,10 +202,3 @@ def _check_writable(folder: Path, storage: str) -> None:
         raise TGEError(f"storage={storage!r} cannot be written ({existing} is a file): choose a writable folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise TGEError(f"storage={storage!r} cannot be written ({existing}: permission denied): choose a writable folder")
-
-
-def _replace_dir(source: Path, target: Path) -> None:
-    """Move a finished folder into place; an incomplete leftover at ``target`` is replaced."""
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(source, target)

@@ -23,6 +23,10 @@ import numpy as np
 
 # ----------------------------------------------------------------------------- artifact files
 
+ARTIFACT_FORMAT = 1
+"""Version of the artifacts' files (below) and the manifest: bump it when one changes, so
+artifacts of another format are never read as this one's (it is in every artifact's key)."""
+
 DIFFUSION_FILE = "diffusion.pt"
 EMBEDDINGS_FILE = "embeddings.npz"
 REWARDS_FILE = "rewards.npz"

@@ -1,5 +1,10 @@
 """The stages of ``tge run`` up to the rewards, each an artifact keyed by what it depends on.
 
+A stage's key holds the whole config sections it consumes (:func:`tge_ray.config.key_part`),
+the artifact it builds on and :data:`~tge_ray.pipeline.files.ARTIFACT_FORMAT`; artifacts that an
+earlier version keyed otherwise are reused where :mod:`tge_ray.pipeline.upgrade` says they are
+equal.
+
     data        make missing ``tge/*`` datasets (:func:`ensure_datasets`)
     diffusion   temporal U-Net DDPM on D_mu's windows (Ray Train)           -> artifact
     embeddings  z = phi(tau, 0) for every window of D_mu and D_E (Ray Data)  -> artifact
@@ -19,27 +24,31 @@ from typing import Any
 
 import numpy as np
 
-from tge_ray.config import ExperimentConfig, to_dict
+from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask
 from tge_ray.data.windows import Windows, after_start, complete_windows, to_ray_dataset
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
 from tge_ray.pipeline.files import (
+    ARTIFACT_FORMAT,
     diffusion_file,
     read_embeddings,
     read_rewards,
     write_embeddings,
     write_rewards,
 )
-from tge_ray.pipeline.upgrade import DEMOS_BEFORE_THE_OPTION
-
-ARTIFACT_FORMAT = 1  # bump when a stage's output format changes, so old artifacts are not reused
+from tge_ray.pipeline.upgrade import earlier_artifacts
 
 
 def say(progress: bool, message: str) -> None:
     """A stage line on stderr, when the run shows progress."""
     if progress:
         print(message, file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    """A line about the store (an earlier artifact that is not reused), shown quiet or not."""
+    print(f"      note: {message}", file=sys.stderr, flush=True)
 
 
 def ensure_datasets(cfg: ExperimentConfig, progress: bool) -> None:
@@ -70,17 +79,17 @@ def diffusion_stage(
 ) -> Artifact:
     from tge_ray.diffusion.train import train_diffusion
 
-    training_fields = {k: v for k, v in to_dict(cfg.diffusion).items() if k not in ("pool", "normalize")}
     deps = {
-        "data": data_dependencies(cfg),
-        "horizon": cfg.windows.horizon,
-        "diffusion": training_fields,
-        "train_workers": cfg.resources.train_workers,
+        "format": ARTIFACT_FORMAT,
+        "data_files": {"offline": dataset_fingerprint(cfg.task.offline), "expert": dataset_fingerprint(cfg.task.expert)},
+        "task": key_part(cfg.task),
+        "windows": key_part(cfg.windows),
+        "diffusion": key_part(cfg.diffusion),
         "seed": cfg.seed,
-        # The training order: one seeded permutation of all windows (before: blocks of
-        # consecutive windows in a seeded order), so models trained before it are not reused.
-        "window_order": "permuted",
+        # The one resource that changes the model: each worker trains on its own shard and stream.
+        "train_workers": cfg.resources.train_workers,
     }
+    earlier = earlier_artifacts("diffusion", to_dict(cfg), data=data_dependencies(cfg))
 
     def build(folder: Path) -> dict[str, Any]:
         dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
@@ -91,7 +100,7 @@ def diffusion_stage(
             shutil.rmtree(scratch, ignore_errors=True)
         return {"windows": len(mixed_windows)}
 
-    return store.get_or_build("diffusion", deps, build)
+    return store.get_or_build("diffusion", deps, build, earlier=earlier, note=note)
 
 
 def _collect_embeddings(dataset: Any, n_rows: int) -> np.ndarray:
@@ -118,15 +127,9 @@ def embedding_stage(
 ) -> Artifact:
     from tge_ray.diffusion.embed import embed_dataset
 
-    deps = {
-        "diffusion": diffusion.name,
-        "pool": cfg.diffusion.pool,
-        "normalize": cfg.diffusion.normalize,
-        "n_demos": cfg.task.n_demos,
-        "format": ARTIFACT_FORMAT,
-    }
-    if cfg.task.demos != DEMOS_BEFORE_THE_OPTION:  # artifacts made before task.demos existed keep their keys
-        deps["demos"] = cfg.task.demos
+    # The demos (task.n_demos, task.demos) are in the diffusion model's key, through its name.
+    deps = {"format": ARTIFACT_FORMAT, "diffusion": diffusion.name, "embedding": key_part(cfg.embedding)}
+    earlier = earlier_artifacts("embeddings", to_dict(cfg), upstream=diffusion.name)
 
     def build(folder: Path) -> dict[str, Any]:
         checkpoint = diffusion_file(diffusion.path)
@@ -137,7 +140,7 @@ def embedding_stage(
         write_embeddings(folder, arrays["mixed"], arrays["demos"])
         return {"dim": int(arrays["mixed"].shape[1]), "mixed": len(mixed_windows), "demos": len(demo_windows)}
 
-    return store.get_or_build("embeddings", deps, build)
+    return store.get_or_build("embeddings", deps, build, earlier=earlier, note=note)
 
 
 def expert_index_rows(cfg: ExperimentConfig, task: LfOTask) -> np.ndarray:
@@ -158,18 +161,8 @@ def reward_stage(
     from tge_ray.reward.kernels import scale_rewards
     from tge_ray.reward.label import label_rewards
 
-    deps = {
-        "embeddings": embeddings.name,
-        "kernel": cfg.reward.kernel,
-        "k": cfg.reward.k,
-        "sigma": cfg.reward.sigma,
-        "scale": cfg.reward.scale,
-        "format": ARTIFACT_FORMAT,
-    }
-    if cfg.reward.expert_windows != "all":  # only when set, so default artifacts keep their keys
-        deps["expert_windows"] = cfg.reward.expert_windows
-    if cfg.reward.skip_demo_start:
-        deps["skip_demo_start"] = cfg.reward.skip_demo_start
+    deps = {"format": ARTIFACT_FORMAT, "embeddings": embeddings.name, "reward": key_part(cfg.reward)}
+    earlier = earlier_artifacts("rewards", to_dict(cfg), upstream=embeddings.name)
 
     def build(folder: Path) -> dict[str, Any]:
         stored = read_embeddings(embeddings.path)
@@ -181,7 +174,7 @@ def reward_stage(
         write_rewards(folder, raw, scaled)
         return {"scaling": scaling.to_dict(), "separation": stats}
 
-    return store.get_or_build("rewards", deps, build)
+    return store.get_or_build("rewards", deps, build, earlier=earlier, note=note)
 
 
 def true_reward_correlation_of(rewards: Artifact, task: LfOTask) -> dict[str, float]:

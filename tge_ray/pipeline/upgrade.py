@@ -1,26 +1,35 @@
-"""Records of earlier versions, read as this version's: the one place that knows how runs used to run.
+"""Records and artifacts of earlier versions: the one place that knows how runs used to run.
 
-A run folder's ``config.yaml`` and ``results.json`` carry ``schema_version``
+**Records.** A run folder's ``config.yaml`` and ``results.json`` carry ``schema_version``
 (:data:`SCHEMA_VERSION`); those written before it was recorded are version 1. Each step below
-turns version n into n + 1 and says in a line what changed. The steps work on plain mappings
-and spell the values older runs ran with as they were then, never as today's defaults.
+turns version n into n + 1. The steps work on plain mappings and spell the values older runs
+ran with as they were then, never as today's defaults.
 
 Version 1 -> 2 (the record gained ``schema_version``):
     - ``task.demos``: runs before the option took the demos right after the mixed-in episodes
       (``next``), not today's ``last``; the results' task summary likewise.
     - ``rl.fbc.prior``: filtered BC before the option ranked episodes by their plain mean (0).
     - ``rl.fbc.lr``: filtered BC before the option trained at the baseline's ``rl.bc_lr``.
+Version 2 -> 3: ``diffusion.pool`` and ``diffusion.normalize`` became the embedding stage's own
+    section, ``embedding.pool`` and ``embedding.normalize``.
+
+**Artifacts.** Since records reached version 3, a stage's artifact key is the whole config
+section the stage consumes (:func:`tge_ray.config.key_part`). Artifacts made before are keyed
+by hand-picked fields; :func:`earlier_artifacts` names, for a stage and a config, the keys an
+earlier version gave the same work and whether that artifact equals what this version would
+build. An equal one is reused; one that is not is rebuilt, with one line saying why.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from tge_ray.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the run record (config.yaml and results.json) this code writes."""
 
 VERSION_KEY = "schema_version"
@@ -55,7 +64,18 @@ def _config_1_to_2(config: dict[str, Any]) -> None:
         rl["fbc"].setdefault("lr", rl.get("bc_lr", BC_LR_OF_VERSION_1))
 
 
-CONFIG_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _config_1_to_2}
+MOVED_KEYS = {"diffusion.pool": "embedding.pool", "diffusion.normalize": "embedding.normalize"}  # at 3
+
+
+def _config_2_to_3(config: dict[str, Any]) -> None:
+    for old, new in MOVED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section = config.get(old_section)
+        if isinstance(section, dict) and old_key in section:
+            config.setdefault(new_section, {})[new_key] = section.pop(old_key)
+
+
+CONFIG_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _config_1_to_2, 2: _config_2_to_3}
 
 
 def upgrade_config(data: dict[str, Any], what: str = "config") -> dict[str, Any]:
@@ -76,7 +96,7 @@ def _results_1_to_2(results: dict[str, Any]) -> None:
         task.setdefault("demos", DEMOS_BEFORE_THE_OPTION)
 
 
-RESULTS_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _results_1_to_2}
+RESULTS_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _results_1_to_2, 2: lambda results: None}
 
 
 def upgrade_results(data: dict[str, Any], what: str = "results") -> dict[str, Any]:
@@ -89,3 +109,64 @@ def upgrade_results(data: dict[str, Any], what: str = "results") -> dict[str, An
         results["config"] = upgrade_config({VERSION_KEY: version, **results["config"]}, what)
     results[VERSION_KEY] = SCHEMA_VERSION
     return results
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+LEGACY_FORMAT = 1  # the artifact format of the hand-picked keys; its files are read unchanged
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The key an earlier version gave a stage's work, and whether its artifact is this version's.
+
+    ``why`` says in a line what differs when it is not equal.
+    """
+
+    dependencies: dict[str, Any]
+    equal: bool
+    why: str = ""
+
+
+def earlier_artifacts(stage: str, config: dict[str, Any], upstream: str | None = None,
+                      data: dict[str, Any] | None = None) -> list[Earlier]:
+    """The earlier keys of ``stage``'s artifact for ``config`` (this version's, as a mapping), newest first.
+
+    ``upstream`` is the name of the artifact the stage builds on (the diffusion model for the
+    embeddings, the embeddings for the rewards); ``data`` what the earlier keys called the
+    data's dependencies (ids, file fingerprints, N and the format).
+    """
+    if stage == "diffusion":
+        assert data is not None
+        training = {"data": {**data, "format": LEGACY_FORMAT}, "horizon": config["windows"]["horizon"], "diffusion": dict(config["diffusion"]),
+                    "train_workers": config["resources"]["train_workers"], "seed": config["seed"]}
+        return [
+            Earlier({**training, "window_order": "permuted"}, equal=True),
+            Earlier(training, equal=False,
+                    why="it was trained on blocks of consecutive windows, before the stage trained on one "
+                        "seeded permutation of them (docs/notes/diffusion-training-order.md)"),
+        ]
+    if stage == "embeddings":
+        embedding, task = config["embedding"], config["task"]
+        deps = {"diffusion": upstream, "pool": embedding["pool"], "normalize": embedding["normalize"],
+                "n_demos": task["n_demos"], "format": LEGACY_FORMAT}
+        if task["demos"] != DEMOS_BEFORE_THE_OPTION:  # keyed only when not what runs before the option used
+            deps["demos"] = task["demos"]
+        return [Earlier(deps, equal=True)]
+    if stage == "rewards":
+        reward = config["reward"]
+        deps = {"embeddings": upstream, "format": LEGACY_FORMAT,
+                **{key: reward[key] for key in ("kernel", "k", "sigma", "scale")}}
+        if reward["expert_windows"] != "all":  # keyed only when set
+            deps["expert_windows"] = reward["expert_windows"]
+        if reward["skip_demo_start"]:
+            deps["skip_demo_start"] = reward["skip_demo_start"]
+        return [Earlier(deps, equal=True)]
+    return []  # the policy stage keys its artifacts as it always did
+
+
+def checkpoint_diffusion_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """The ``diffusion_config`` of a diffusion checkpoint as this version's section: checkpoints
+    written before version 3 carry the embedding's ``pool`` and ``normalize`` in it."""
+    moved = {old.split(".")[1] for old in MOVED_KEYS}
+    return {key: value for key, value in saved.items() if key not in moved}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from tge_ray.config import ExperimentConfig, to_dict
+from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.errors import ReportError
 from tge_ray.pipeline.files import RESULTS_FILE
 from tge_ray.pipeline.run_folder import RunFolder, RunFolderError, RunRecord
@@ -79,7 +79,7 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
         return "bc" in methods
     if key.startswith("rl.bc_"):
         return "bc" in methods or ("tge" in methods and backbone == "fbc")
-    if key.startswith(("windows.", "diffusion.", "reward.")):
+    if key.startswith(("windows.", "diffusion.", "embedding.", "reward.")):
         return "tge" in methods
     return True
 
@@ -87,9 +87,11 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
 def _settings(run: RunFolder) -> dict[str, str]:
     """The settings that can change the run's results, as dotted keys. A run's config is read as
     the version it was written in (:mod:`tge_ray.pipeline.upgrade`), so a field newer than the
-    run reads as the value the run ran with, and a new field does not split older runs off."""
+    run reads as the value the run ran with, and a new field does not split older runs off. Fields
+    that change no result (batch sizes; :func:`tge_ray.config.key_part`) are left out, as from
+    artifact keys."""
     config = to_dict(run.config)
-    return {key: value for key, value in flat_config(config).items()
+    return {key: value for key, value in flat_config(key_part(run.config)).items()
             if not key.startswith(NOT_A_SETTING) and key not in GROUP_KEYS and _uses(key, config)}
 
 
