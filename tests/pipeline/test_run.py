@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.pipeline.test_tensorboard import read_events
 from tge_ray.cli import main
 from tge_ray.config import load_config, resolve_config_path
 from tge_ray.data.task import task_of_summary
@@ -46,6 +47,10 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     run = RunFolder.open(run_dir)  # the record reads back as written
     assert run.results.to_json() == results and run.config == load_config(run_dir / files.CONFIG_FILE)
     assert len(run.rewards().raw) == len(run.expert_flags()) == len(run.embeddings().mixed)
+    events = read_events(run_dir / files.TENSORBOARD_DIR)  # written from what the stages stored
+    assert [step for step, _ in events["eval/tge-iql/normalised_score"]] == [s for s, _ in run.results.eval_history["tge-iql"]]
+    assert len(events["loss/diffusion"]) > 1 and any(tag.startswith("train/oracle-iql/") for tag in events)
+    assert {"reward/raw/expert", "reward/raw/other", "embedding/projection", "reward/histogram"} <= set(events)
 
     # A second run with the same config reuses every stage; a new sigma redoes only rewards + TGE.
     cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.sigma=0.5", "methods=[tge]"])

@@ -31,6 +31,7 @@ from tge_ray.config.schema import (
     RewardConfig,
     SweepConfig,
     TaskConfig,
+    TrackingConfig,
     WindowConfig,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "RewardConfig",
     "SweepConfig",
     "TaskConfig",
+    "TrackingConfig",
     "WindowConfig",
     "apply_override",
     "config_from_dict",

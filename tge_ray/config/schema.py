@@ -288,6 +288,32 @@ class SweepConfig:
         check(self.reduction_factor >= 2, "sweep.reduction_factor", self.reduction_factor, ">= 2")
 
 
+@dataclass
+class TrackingConfig:
+    """Where a run or a sweep is recorded besides its folder (``tge report`` reads the folder).
+
+    Attributes:
+        tensorboard: write TensorBoard event files (losses, evaluations, reward histograms, the
+            embedding projection) into each run folder's ``tensorboard/``.
+        mlflow: hand the run (or every sweep trial) to MLflow through Ray's integration; needs
+            the ``mlflow`` extra.
+        mlflow_uri: MLflow's tracking URI (``null``: MLflow's own default, MLFLOW_TRACKING_URI
+            or a local store in the working folder).
+        wandb: hand the run (or every sweep trial) to Weights & Biases through Ray's
+            integration; needs the ``wandb`` extra.
+        wandb_mode: ``offline`` (files under ./wandb, ``wandb sync`` uploads them; needs no
+            account) or ``online``.
+        project: the MLflow experiment and the W&B project.
+    """
+
+    tensorboard: bool = field(default=True, metadata=NO_RESULT)
+    mlflow: bool = field(default=False, metadata=NO_RESULT)
+    mlflow_uri: str | None = field(default=None, metadata=NO_RESULT)
+    wandb: bool = field(default=False, metadata=NO_RESULT)
+    wandb_mode: Literal["offline", "online"] = field(default="offline", metadata=NO_RESULT)
+    project: str = field(default="tge", metadata=NO_RESULT)
+
+
 METHODS = ("tge", "bc", "oracle")
 
 
@@ -309,6 +335,7 @@ class ExperimentConfig:
         evaluation: the policy rollouts.
         resources: where the stages run.
         sweep: ``tge sweep``'s settings.
+        tracking: TensorBoard, MLflow and W&B.
     """
 
     name: str | None = None
@@ -324,6 +351,7 @@ class ExperimentConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self) -> None:
         check(self.seed >= 0, "seed", self.seed, "must be >= 0")

@@ -41,6 +41,7 @@ from tge_ray.pipeline.stages import (
     true_reward_correlation_of,
 )
 from tge_ray.seeding import seed_everything
+from tge_ray.tracking import check_available, track_run
 
 
 @dataclass
@@ -78,6 +79,7 @@ def run_experiment(
             f"storage={cfg.storage!r}: `tge run` writes its run folder locally; use a local path "
             "(sweeps accept cloud URIs with --storage)"
         )
+    check_available(cfg.tracking)  # a tracker that is not installed: one line before anything runs
     seed_everything(cfg.seed)
     if cfg.resources.torch_threads:
         import torch
@@ -90,6 +92,8 @@ def run_experiment(
     result.seconds = time.time() - started
     if progress or run_root is None:
         _print_table(cfg, result)
+    if run_root is None:  # `tge run`; a sweep hands its trials to the trackers itself
+        track_run(result.run_dir, cfg.tracking)
     return result
 
 

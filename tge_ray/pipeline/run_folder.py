@@ -7,6 +7,7 @@
         metrics.jsonl        every stage's metrics rows, each with its stage
         checkpoints/         the diffusion model and each policy
         reward_histogram.png, embeddings_2d.png
+        tensorboard/         TensorBoard event files (:mod:`tge_ray.pipeline.tensorboard`)
 
 The pipeline writes it with :func:`write_run_folder` (aside, then moved into place whole);
 every reader (``tge report``, the sweep's trials, the diagnostics) opens it with
@@ -267,6 +268,13 @@ class RunFolder:
         """Embeddings of D_mu's and D_E's windows, from the run's embedding artifact."""
         return self._read("embeddings", files.read_embeddings)
 
+    def metrics(self) -> list[dict[str, Any]]:
+        """Every stage's metrics rows (``stage``, ``step`` and the metrics), as the run stored them."""
+        path = self.path / files.METRICS_FILE
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
     def diffusion_checkpoint(self) -> Path:
         """The diffusion model: the run folder's copy, else the artifact's."""
         own = files.run_checkpoint(self.path, "diffusion")
@@ -311,7 +319,7 @@ def write_run_folder(
     record: RunRecord,
     run_root: Path,
 ) -> Path:
-    """config.yaml, results.json, metrics.jsonl, checkpoints/ and PNGs, moved into place whole.
+    """config.yaml, results.json, metrics.jsonl, checkpoints/, PNGs and tensorboard/, moved into place whole.
 
     ``artifacts`` maps each stage to its :class:`~tge_ray.pipeline.artifacts.Artifact`.
     """
@@ -334,6 +342,10 @@ def write_run_folder(
             _plots(tmp, cfg, task, artifacts)
         text = json.dumps(record.to_json(), indent=2, default=str, allow_nan=False)
         (tmp / files.RESULTS_FILE).write_text(text)
+        if cfg.tracking.tensorboard:
+            from tge_ray.pipeline.tensorboard import write_events
+
+            write_events(tmp, artifacts, record, task.expert_flags, (tmp / files.CONFIG_FILE).read_text())
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

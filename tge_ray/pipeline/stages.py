@@ -36,6 +36,7 @@ from tge_ray.pipeline.files import (
     read_rewards,
     write_embeddings,
     write_rewards,
+    write_stage_metrics,
 )
 from tge_ray.pipeline.upgrade import earlier_artifacts
 
@@ -98,6 +99,10 @@ def diffusion_stage(
             train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, diffusion_file(folder), progress=progress)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        from tge_ray.diffusion.checkpoint import read_checkpoint
+
+        losses = read_checkpoint(diffusion_file(folder))["losses"]  # the loss the loop logged, by step
+        write_stage_metrics(folder, ({"step": int(step), "loss": float(loss)} for step, loss in losses))
         return {"windows": len(mixed_windows)}
 
     return store.get_or_build("diffusion", deps, build, earlier=earlier, note=note)

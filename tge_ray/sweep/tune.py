@@ -27,6 +27,7 @@ from tge_ray.errors import TGEError
 from tge_ray.pipeline.artifacts import is_uri
 from tge_ray.sweep.results import FINAL
 from tge_ray.sweep.space import SearchSpace, load_space
+from tge_ray.tracking import tune_callbacks
 
 METRIC = "score"
 TIME_ATTR = "evaluations"
@@ -131,6 +132,7 @@ def run_sweep(
     space = load_space(space_path, overrides)  # every check happens before Ray starts
     base = space.config(_first_sample(space))
     settings = base.sweep
+    callbacks = tune_callbacks(base.tracking)  # a tracker that is not installed: one line, before Ray
     storage = _check_storage(storage or base.storage)
     sweep_path = f"{storage.rstrip('/')}/{space.name}"
     reports = _max_evaluations(base)
@@ -184,6 +186,7 @@ def run_sweep(
                     storage_path=storage,
                     verbose=1 if progress else 0,
                     failure_config=tune.FailureConfig(max_failures=1),
+                    callbacks=callbacks,
                 ),
             )
         grid = tuner.fit()
