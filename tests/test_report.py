@@ -50,7 +50,8 @@ def finished_sweep(finished_run, tiny_datasets, store):
     """
     command = [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
                "--storage", str(store), *_task(tiny_datasets), "sweep.num_samples=2",
-               "sweep.grace_period=4"]
+               "sweep.grace_period=4", "tracking.mlflow=true", f"tracking.mlflow_uri=sqlite:///{store}/mlflow.db",
+               "tracking.project=report-sweep"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -277,3 +278,16 @@ def test_sweep_report(finished_sweep, tmp_path, capsys):
     assert "artifacts are gone" not in md_text
     assert "<details><summary>Resolved config, trial" in html_text
     assert _fenced_yaml(md_text)["reward"]["kernel"] == best.kernel
+
+
+def test_sweep_trials_went_to_mlflow(finished_sweep, store):
+    """tracking.mlflow=true: Tune's MLflowLoggerCallback logged each trial's config and reports."""
+    import mlflow
+
+    table = pd.read_csv(finished_sweep / "sweep_results.csv")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("report-sweep").experiment_id])
+    assert len(runs) == len(table) == 2
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, "score")) >= 2
+        assert run.data.params["reward.kernel"] in ("log", "gaussian")

@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.items)
     from tge_ray.pipeline.run import run_experiment
 
-    run_experiment(cfg, progress=not args.quiet)
+    run_experiment(cfg, progress=not args.quiet, verbose=args.verbose)
     return 0
 
 
@@ -221,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="Ray's warnings and info lines on the terminal too (by default they stay in Ray's log folder)")
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser("sweep", help="Ray Tune + Optuna sweep over a space in tune_spaces/")

@@ -20,6 +20,7 @@ from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoin
 from tge_ray.diffusion.train import resolve_use_gpu
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.errors import DataError
+from tge_ray.pipeline.session import map_actor_pool
 
 WINDOW_COLUMN = "window"
 EMBEDDING_COLUMN = "embedding"
@@ -98,7 +99,8 @@ def embed_dataset(windows: Any, checkpoint: Path, cfg: ExperimentConfig) -> Any:
     encoder_from_checkpoint(data, "cpu", source=source, horizon=cfg.windows.horizon)
     slim = {k: v for k, v in data.items() if k not in ("model_state_dict", "losses")}
     gpu = resolve_use_gpu(cfg.resources.use_gpu)
-    return windows.map_batches(
+    return map_actor_pool(
+        windows,
         EmbedActor,
         fn_constructor_kwargs=dict(
             checkpoint=[ray.put(slim)],

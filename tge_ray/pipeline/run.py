@@ -65,13 +65,15 @@ def run_experiment(
     report: Any = None,
     run_root: Path | None = None,
     stages: dict[str, Artifact] | None = None,
+    verbose: bool = False,
 ) -> RunResult:
     """Run every stage (reusing finished artifacts) and write the run folder.
 
     Artifacts go under ``cfg.storage`` (a local folder, or a cloud URI when ``run_root`` is
     given); the run folder goes under ``run_root`` (default: ``cfg.storage``). ``report`` is
     called after every policy evaluation (a Tune trial reports it for ASHA); ``stages``, when
-    given, is filled with each stage's artifact as soon as the stage is done.
+    given, is filled with each stage's artifact as soon as the stage is done. ``verbose`` lets
+    Ray's warnings and info lines through to the terminal.
     """
     started = time.time()
     if run_root is None and is_uri(cfg.storage):
@@ -85,9 +87,9 @@ def run_experiment(
         import torch
 
         torch.set_num_threads(cfg.resources.torch_threads)
-    with ray_session(cfg):
+    with ray_session(cfg, verbose):
         store = ArtifactStore(cfg.storage)
-        quiet_ray_data()
+        quiet_ray_data(verbose)
         result = _run_stages(cfg, store, progress, report, Path(run_root or cfg.storage), stages)
     result.seconds = time.time() - started
     if progress or run_root is None:

@@ -10,15 +10,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator
+from typing import Any
 
 from tge_ray.config import ExperimentConfig
 from tge_ray.errors import TGEError
 
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
 
 @contextlib.contextmanager
-def ray_session(cfg: ExperimentConfig) -> Iterator[None]:
-    """Join ``resources.address`` or start a local Ray; leave an existing session alone."""
+def ray_session(cfg: ExperimentConfig, verbose: bool = False) -> Iterator[None]:
+    """Join ``resources.address`` or start a local Ray; leave an existing session alone.
+
+    Quiet unless ``verbose``: Ray's own logs stay in its session's log folder
+    (``/tmp/ray/session_latest/logs``); the terminal gets Ray's errors only.
+    """
     import ray
 
     if ray.is_initialized():
@@ -30,13 +38,17 @@ def ray_session(cfg: ExperimentConfig) -> Iterator[None]:
     # Inside `ray job submit`, RAY_ADDRESS points ray.init at the job's cluster, which refuses
     # num_cpus: a CPU count applies only to a Ray this process starts itself.
     starts_local = address is None and not os.environ.get("RAY_ADDRESS")
+    if not verbose:
+        # ray.init announces, as a warning on every run, that a cluster it starts has token
+        # authentication on (Ray's default, which stays): the notice goes, the setting does not.
+        logging.getLogger(TOKEN_AUTH_LOGGER).setLevel(logging.ERROR)
     try:
         ray.init(
             address=address,
             num_cpus=cfg.resources.num_cpus if starts_local else None,
             include_dashboard=False,
             log_to_driver=False,
-            logging_level=logging.WARNING,
+            logging_level=logging.INFO if verbose else logging.WARNING,
             configure_logging=True,
         )
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
@@ -74,12 +86,36 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def quiet_ray_data() -> None:
-    """No Ray Data progress bars or execution banners; Ray Data and Ray Train log warnings only."""
+def quiet_ray_data(verbose: bool = False) -> None:
+    """No Ray Data progress bars or execution banners (the stages show their own); Ray Data and
+    Ray Train log warnings only, or everything when ``verbose``."""
     import ray
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    level = logging.INFO if verbose else logging.WARNING
+    logging.getLogger("ray.data").setLevel(level)
+    logging.getLogger("ray.train").setLevel(level)
+    # Ray Data warns once that its bars are off, which is what was asked for above.
+    logging.getLogger("ray.data._internal.progress").setLevel(level if verbose else logging.ERROR)
+
+
+def map_actor_pool(dataset: Any, fn: Any, **kwargs: Any) -> Any:
+    """``dataset.map_batches(fn, **kwargs)`` for an actor pool; on a one-machine Ray, without restarts.
+
+    Ray Data restarts a dead pool actor by default, and passes every pool actor its operator's
+    state through the object store; together they make Ray print an ERROR line on the driver's
+    terminal for the first pool of a run (the line also goes to Ray's log folder). On one
+    machine a pool actor dies of an out-of-memory kill or a bug, which a restart repeats; on a
+    cluster, where a node can go away, the pools keep Ray Data's restarts. Ray 2.60 takes
+    ``max_restarts`` only as a remote argument, which it warns it will stop taking in 2.64.
+    """
+    import ray
+
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    if len(alive) > 1:
+        return dataset.map_batches(fn, **kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return dataset.map_batches(fn, max_restarts=0, **kwargs)

@@ -21,6 +21,7 @@ import numpy as np
 
 from tge_ray.config import ResourcesConfig, RewardConfig
 from tge_ray.errors import DataError
+from tge_ray.pipeline.session import map_actor_pool
 from tge_ray.reward.kernels import Kernel, kernel_reward
 from tge_ray.reward.knn import UseGpu, build_index, check_k, faiss_built_with_gpu
 
@@ -108,7 +109,8 @@ def label_rewards(embeddings: Any, expert_embeddings: np.ndarray, cfg: RewardCon
     experts = _expert_matrix(expert_embeddings)
     check_k(cfg.k, experts.shape[0])  # here, not in the actors, so the error stays one line
     gpu = use_gpu_index(resources.use_gpu)
-    labelled = embeddings.map_batches(
+    labelled = map_actor_pool(
+        embeddings,
         RewardActor,
         # Z_E goes to the object store once; each actor ray.get()s it (zero-copy on its node).
         fn_constructor_kwargs=dict(expert_embeddings=ray.put(experts), k=cfg.k, kernel=cfg.kernel,
