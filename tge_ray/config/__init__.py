@@ -8,7 +8,7 @@ where the config is made, the RL section in :mod:`tge_ray.config.learners`);
 (``config.yaml`` in the run folder), so a result always carries the config that made it.
 """
 
-from tge_ray.config.learners import FilteredBCConfig, IQLConfig, ReBRACConfig, RLConfig
+from tge_ray.config.learners import BCConfig, FilteredBCConfig, IQLConfig, ReBRACConfig, RLConfig
 from tge_ray.config.loading import (
     apply_override,
     config_from_dict,
@@ -37,6 +37,7 @@ from tge_ray.config.schema import (
 
 __all__ = [
     "METHODS",
+    "BCConfig",
     "DiffusionConfig",
     "EmbeddingConfig",
     "EvaluationConfig",

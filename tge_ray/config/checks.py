@@ -25,3 +25,9 @@ def in_range(name: str, value: float, low: float, high: float, *, closed: bool =
     ok = low <= value <= high if closed else low < value < high
     bracket = f"[{low}, {high}]" if closed else f"({low}, {high})"
     check(ok, name, value, f"must lie in {bracket}")
+
+
+def positive_values(name: str, value: float | tuple[float, ...]) -> None:
+    """``value`` > 0, or each of a list of per-policy values (one per RL seed)."""
+    for item in value if isinstance(value, tuple) else (value,):
+        check(item > 0, name, value, "must be > 0 (one number, or a list of one per RL seed)")

@@ -6,14 +6,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tge_ray.config.checks import check, in_range, positive
+from tge_ray.config.checks import check, in_range, positive, positive_values
+from tge_ray.errors import ConfigError
 
 
 @dataclass
 class IQLConfig:
     """IQL (Kostrikov et al., 2021) hyper-parameters, CORL's defaults.
 
+    ``expectile``, ``beta`` and ``lr`` take one value, or a list of one per RL seed (``rl.seeds``).
+
     Attributes:
+        actor: ``deterministic`` (tanh MLP, squared error in the AWR loss; CORL's hopper-medium
+            setting) or ``gaussian`` (CORL's default: a learned state-independent std, the
+            log-likelihood in the AWR loss); both act with the tanh mean.
         expectile: tau of the asymmetric L2 value loss.
         beta: inverse temperature of advantage-weighted regression.
         max_weight: clip of exp(beta * A), so one transition cannot dominate a batch.
@@ -25,23 +31,25 @@ class IQLConfig:
         tau: Polyak rate of the target critics.
     """
 
-    expectile: float = 0.7
-    beta: float = 3.0
+    actor: Literal["deterministic", "gaussian"] = "deterministic"
+    expectile: float | tuple[float, ...] = 0.7
+    beta: float | tuple[float, ...] = 3.0
     max_weight: float = 100.0
     hidden: int = 256
     n_layers: int = 2
-    lr: float = 3e-4
+    lr: float | tuple[float, ...] = 3e-4
     batch_size: int = 256
     discount: float = 0.99
     tau: float = 0.005
 
     def __post_init__(self) -> None:
-        in_range("rl.iql.expectile", self.expectile, 0.0, 1.0, closed=False)
-        positive("rl.iql.beta", self.beta)
+        for expectile in self.expectile if isinstance(self.expectile, tuple) else (self.expectile,):
+            in_range("rl.iql.expectile", expectile, 0.0, 1.0, closed=False)
+        positive_values("rl.iql.beta", self.beta)
         positive("rl.iql.max_weight", self.max_weight)
         positive("rl.iql.hidden", self.hidden)
         positive("rl.iql.n_layers", self.n_layers)
-        positive("rl.iql.lr", self.lr)
+        positive_values("rl.iql.lr", self.lr)
         positive("rl.iql.batch_size", self.batch_size)
         in_range("rl.iql.discount", self.discount, 0.0, 1.0)
         in_range("rl.iql.tau", self.tau, 0.0, 1.0)
@@ -50,6 +58,9 @@ class IQLConfig:
 @dataclass
 class ReBRACConfig:
     """ReBRAC (Tarasov et al., 2023) hyper-parameters, CORL's defaults, plus an adaptive BC weight.
+
+    ``actor_lr``, ``critic_lr``, ``actor_bc_coef`` and ``critic_bc_coef`` take one value, or a list
+    of one per RL seed (``rl.seeds``).
 
     Attributes:
         hidden: MLP width.
@@ -73,11 +84,11 @@ class ReBRACConfig:
 
     hidden: int = 256
     n_layers: int = 3
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
+    actor_lr: float | tuple[float, ...] = 1e-3
+    critic_lr: float | tuple[float, ...] = 1e-3
     batch_size: int = 1024
-    actor_bc_coef: float = 0.01
-    critic_bc_coef: float = 0.01
+    actor_bc_coef: float | tuple[float, ...] = 0.01
+    critic_bc_coef: float | tuple[float, ...] = 0.01
     policy_noise: float = 0.2
     noise_clip: float = 0.5
     policy_freq: int = 2
@@ -89,10 +100,12 @@ class ReBRACConfig:
     def __post_init__(self) -> None:
         for name in ("hidden", "n_layers", "batch_size", "policy_freq"):
             positive(f"rl.rebrac.{name}", getattr(self, name))
-        positive("rl.rebrac.actor_lr", self.actor_lr)
-        positive("rl.rebrac.critic_lr", self.critic_lr)
-        check(self.actor_bc_coef >= 0, "rl.rebrac.actor_bc_coef", self.actor_bc_coef, ">= 0")
-        check(self.critic_bc_coef >= 0, "rl.rebrac.critic_bc_coef", self.critic_bc_coef, ">= 0")
+        positive_values("rl.rebrac.actor_lr", self.actor_lr)
+        positive_values("rl.rebrac.critic_lr", self.critic_lr)
+        for name in ("actor_bc_coef", "critic_bc_coef"):
+            value = getattr(self, name)
+            check(all(v >= 0 for v in (value if isinstance(value, tuple) else (value,))),
+                  f"rl.rebrac.{name}", value, ">= 0 (one number, or a list of one per RL seed)")
         check(self.policy_noise >= 0, "rl.rebrac.policy_noise", self.policy_noise, ">= 0")
         check(self.noise_clip >= 0, "rl.rebrac.noise_clip", self.noise_clip, ">= 0")
         check(math.isfinite(self.bc_sharpness) and self.bc_sharpness >= 0, "rl.rebrac.bc_sharpness",
@@ -106,8 +119,8 @@ class FilteredBCConfig:
     """TGE-filtered BC (``rl.backbone=fbc``): %BC with the episode's mean TGE reward as its score.
 
     Whole episodes of D_mu are ranked by their mean TGE reward, shrunk towards D_mu's mean with
-    the weight of ``prior`` windows, and taken best first up to a cut; BC (the ``rl.bc_*``
-    network) trains on them alone. See ``tge_ray.rl.filtered`` and docs/notes/config-fields.md.
+    the weight of ``prior`` windows, and taken best first up to a cut; BC (the ``rl.bc``
+    network and batch) trains on them alone. See ``tge_ray.rl.filtered`` and docs/notes/config-fields.md.
 
     Attributes:
         fraction: the cut: ``auto`` (Otsu's threshold on the episode scores, which needs no
@@ -115,7 +128,7 @@ class FilteredBCConfig:
             which must stay below the expert-like share.
         prior: weight of D_mu's mean reward in an episode's score, in windows of H transitions,
             so short episodes cannot outrank long ones by chance (0: the plain episode mean).
-        lr: filtered BC's learning rate; higher than the baseline's ``rl.bc_lr`` because the
+        lr: filtered BC's learning rate; higher than the baseline's ``rl.bc.lr`` because the
             kept episodes are few and clean.
     """
 
@@ -131,6 +144,42 @@ class FilteredBCConfig:
 
 
 @dataclass
+class BCConfig:
+    """Behaviour cloning: the BC baseline, and the network and batch of TGE-filtered BC.
+
+    Attributes:
+        hidden: MLP width.
+        n_layers: hidden layers.
+        lr: the BC baseline's learning rate (CORL's 3e-4; one value or one per RL seed);
+            filtered BC has its own, ``rl.fbc.lr``.
+        batch_size: transitions per update.
+        lr_schedule: ``constant`` (CORL's BC) or ``cosine`` (annealed to 0 at the last update, as
+            IQL's actor).
+    """
+
+    hidden: int = 256
+    n_layers: int = 2
+    lr: float | tuple[float, ...] = 3e-4
+    batch_size: int = 256
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+
+    def __post_init__(self) -> None:
+        positive("rl.bc.hidden", self.hidden)
+        positive("rl.bc.n_layers", self.n_layers)
+        positive_values("rl.bc.lr", self.lr)
+        positive("rl.bc.batch_size", self.batch_size)
+
+
+# The learners' fields that may take one value per policy: a list of ``rl.seeds`` values, the
+# i-th going to every method's policy of seed offset i.
+PER_POLICY_FIELDS = {
+    "iql": ("lr", "beta", "expectile"),
+    "rebrac": ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef"),
+    "bc": ("lr",),
+}
+
+
+@dataclass
 class RLConfig:
     """Offline RL on the labelled transitions.
 
@@ -138,36 +187,30 @@ class RLConfig:
         backbone: TGE's learner: ``iql`` (the default, as DESIGN.md), ``rebrac``, or ``fbc``
             (TGE-filtered BC); BC and oracle-IQL are baselines chosen with ``methods``.
         steps: gradient updates per policy.
+        seeds: RL seeds per method over the same rewards (seed, seed + 1, ...); methods that
+            share a learner train with all their seeds as one batch; scores are mean ± std.
         iql: IQL hyper-parameters (also the oracle baseline's).
         rebrac: ReBRAC hyper-parameters.
+        bc: BC hyper-parameters (the baseline; filtered BC's network and batch).
         fbc: filtered BC's episode choice and learning rate.
-        bc_hidden: BC's MLP width (the baseline and the ``fbc`` backbone).
-        bc_layers: BC's hidden layers.
-        bc_lr: the BC baseline's learning rate (CORL's); ``fbc`` has its own, ``fbc.lr``.
-        bc_batch_size: transitions per BC update.
-        bc_lr_schedule: BC's learning rate over the updates: ``constant`` (CORL's BC) or
-            ``cosine`` (annealed to 0 at the last update, as IQL's actor).
     """
 
     backbone: Literal["iql", "rebrac", "fbc"] = "iql"
     steps: int = 100000
+    seeds: int = 1
     iql: IQLConfig = field(default_factory=IQLConfig)
     rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)
+    bc: BCConfig = field(default_factory=BCConfig)
     fbc: FilteredBCConfig = field(default_factory=FilteredBCConfig)
-    bc_hidden: int = 256
-    bc_layers: int = 2
-    bc_lr: float = 3e-4
-    bc_batch_size: int = 256
-    bc_lr_schedule: Literal["constant", "cosine"] = "constant"
-
-    def bc_rate(self, learner: str) -> float:
-        """The learning rate of the BC learner ``learner``: ``fbc.lr`` for filtered BC, ``bc_lr``
-        for the baseline."""
-        return self.fbc.lr if learner == "fbc" else self.bc_lr
 
     def __post_init__(self) -> None:
         positive("rl.steps", self.steps)
-        positive("rl.bc_hidden", self.bc_hidden)
-        positive("rl.bc_layers", self.bc_layers)
-        positive("rl.bc_lr", self.bc_lr)
-        positive("rl.bc_batch_size", self.bc_batch_size)
+        check(self.seeds >= 1, "rl.seeds", self.seeds, "must be >= 1 (RL seeds per method)")
+        for section, names in PER_POLICY_FIELDS.items():
+            for name in names:
+                value = getattr(getattr(self, section), name)
+                if isinstance(value, tuple) and len(value) != self.seeds:
+                    raise ConfigError(
+                        f"rl.{section}.{name} has {len(value)} values for rl.seeds={self.seeds} policies "
+                        f"per method: give one value, or one per seed"
+                    )

@@ -1,14 +1,6 @@
-"""Offline RL backbones (IQL, ReBRAC, BC, TGE-filtered BC) and policy evaluation.
+"""Offline RL: learners that hold many policies at once, their registry, training and evaluation.
 
-    learner = make_learner("iql", rl_cfg, obs_dim, act_dim, low, high, obs_mean, obs_std)
-    sampler = learner.make_sampler(transitions)
-    metrics = learner.update(sampler.sample())
-
-``tge_ray.rl.train.train_policy`` runs a whole training with Ray evaluations;
-``tge_ray.rl.evaluation`` holds the rollouts; ``tge_ray.rl.filtered`` picks filtered BC's episodes.
+Importing this package registers every learner (:mod:`tge_ray.rl.registry`): IQL, ReBRAC, BC.
 """
 
-from tge_ray.rl.buffer import Batch, Transitions, TransitionSampler
-from tge_ray.rl.learner import Learner, make_learner
-
-__all__ = ["Batch", "Learner", "TransitionSampler", "Transitions", "make_learner"]
+from tge_ray.rl import bc, iql, rebrac  # noqa: F401  (each registers itself)

@@ -1,60 +1,51 @@
-"""Behaviour cloning on all of D_mu: a tanh MLP actor regressed onto the dataset's actions.
+"""Behaviour cloning: a tanh MLP actor regressed onto the dataset's actions.
 
     L = E[ ||pi(s) - a||^2 ]   (actions in [-1, 1], observations normalised)
 
-The baseline that says how much of a score comes from the data alone, without any reward.
+The baseline that says how much of a score comes from the data alone, without any reward, and
+the learner of TGE-filtered BC, which is BC on the episodes the TGE reward ranks highest (its
+rows and learning rate are per policy, so the baseline and filtered BC train as one batch).
 With ``lr_schedule="cosine"`` the learning rate anneals to 0 at the last update (IQL's actor
 schedule); ``constant`` is CORL's BC.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
+from tge_ray.config import BCConfig
 from tge_ray.rl import losses
-from tge_ray.rl.buffer import Batch
-from tge_ray.rl.learner import Learner, cosine_lr, make_adam, seeded_init
+from tge_ray.rl.learner import StackedLearner
+from tge_ray.rl.optim import ParamGroup, StackedAdam
+from tge_ray.rl.registry import register_learner
+from tge_ray.rl.stacked import MLPShape, init_mlp, mlp_forward
+from tge_ray.rl.table import Batch
 
 
-class BC(Learner):
-    """MSE behaviour cloning with the same interface as IQL and ReBRAC."""
+@register_learner("bc", BCConfig, section="rl.bc")
+class BC(StackedLearner):
+    """MSE behaviour cloning."""
 
-    method = "bc"
+    name = "bc"
+    per_policy = ("lr",)
 
-    def __init__(
-        self,
-        *,
-        hidden: int,
-        n_layers: int,
-        lr: float,
-        batch_size: int,
-        lr_schedule: str = "constant",
-        **problem: Any,
-    ) -> None:
-        super().__init__(batch_size=batch_size, **problem)  # the problem's dims, box, stats, seed
-        if lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"unknown BC lr_schedule {lr_schedule!r}: use constant or cosine")
-        self.lr, self.lr_schedule = lr, lr_schedule
-        device, seed = self.device, self.seed
-        with seeded_init(seed):
-            self.policy = self._make_policy(hidden, n_layers)
-        self.policy.to(device)
-        self.optimizer = make_adam(self.policy.net.parameters(), lr, device)
-        self._modules = {"policy": self.policy}
-        self._optimizers = {"optimizer": self.optimizer}
-        self._loss_fn = self._maybe_compile(self._loss)
+    def _build(self) -> None:
+        cfg, problem = self.cfg, self.problem
+        self.actor_shape = MLPShape(problem.obs_dim, problem.act_dim, cfg.hidden, cfg.n_layers, tanh_output=True)
+        self.params = self._to_device(init_mlp("actor", self.actor_shape, self.generators()))
+        group = ParamGroup(list(self.params), self.hyper("lr").view(-1), schedule=cfg.lr_schedule)
+        self.optimizers = {"adam": StackedAdam(self.params, [group], problem.total_steps)}
 
-    def _loss(self, batch: Batch) -> torch.Tensor:
-        return losses.bc_loss(self.policy.net(batch.observations), batch.actions)
+    def _loss(self, params: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss = losses.bc_loss(mlp_forward(params, "actor", self.actor_shape, batch.observations), batch.actions)
+        return loss.sum(), {"bc_loss": loss.detach()}
 
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        if self.lr_schedule == "cosine":
-            self.optimizer.param_groups[0]["lr"] = cosine_lr(self.lr, self.step, self.total_steps)
-        loss = self._loss_fn(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.step += 1
-        return {"bc_loss": loss.detach()}
+    def _update(self, phase: int) -> dict[str, torch.Tensor]:
+        batch = self.view.sample(self.seeds, self.step_tensor)
+        grads, metrics = torch.func.grad(self._loss, has_aux=True)(self.params, batch)
+        self.optimizers["adam"].step(self.params, grads)
+        self.step_tensor += 1
+        return metrics
+
+    def actor_params(self) -> tuple[MLPShape, dict[str, torch.Tensor]]:
+        return self.actor_shape, self.params

@@ -1,21 +1,15 @@
-"""Offline transitions and a device-resident sampler that feeds the learners.
+"""Offline transitions: what the pipeline hands to offline RL (NumPy, float32).
 
-:class:`Transitions` is what the pipeline hands to offline RL (NumPy, float32). The learner turns
-it into a :class:`TransitionSampler` (``learner.make_sampler(transitions)``), which normalises
-observations with the learner's statistics and maps actions into [-1, 1] once, keeps everything
-in ONE (N, F) tensor on the learner's device, and draws indices with its own seeded
-``torch.Generator``: a batch is a single ``index_select`` and column views, with no per-step
-NumPy -> torch copy and no host round trip.
+:class:`tge_ray.rl.table.TransitionTable` turns them into the device-resident table that the
+learners sample from.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -99,87 +93,3 @@ class Transitions:
     def observation_stats(self, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std (+eps, as CORL) of the observations, for the learner's normalisation."""
         return self.observations.mean(0), self.observations.std(0) + eps
-
-
-class Batch(NamedTuple):
-    """One sampled batch in training space (normalised observations, actions in [-1, 1]).
-
-    All fields are views into one (B, F) tensor; ``observation_actions`` is the critic input
-    [s, a] (B, obs+act) and ``next_observation_actions`` is [s', a'], both without a cat.
-    """
-
-    observations: torch.Tensor  # (B, obs_dim)
-    actions: torch.Tensor  # (B, act_dim)
-    rewards: torch.Tensor  # (B,)
-    next_observations: torch.Tensor  # (B, obs_dim)
-    next_actions: torch.Tensor  # (B, act_dim)
-    terminals: torch.Tensor  # (B,)
-    observation_actions: torch.Tensor  # (B, obs_dim + act_dim)
-
-
-class TransitionSampler:
-    """Uniform sampling with replacement, seeded, entirely on ``device``.
-
-    Columns of the stored (N, F) tensor: [obs | action | reward | next_obs | next_action | done].
-    """
-
-    def __init__(
-        self,
-        transitions: Transitions,
-        batch_size: int,
-        *,
-        obs_mean: np.ndarray,
-        obs_std: np.ndarray,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        device: str = "cpu",
-        seed: int = 0,
-    ) -> None:
-        if len(transitions) == 0:
-            raise ValueError("cannot sample from zero transitions")
-        transitions = transitions.with_next_actions()
-        obs_mean = np.asarray(obs_mean, np.float32)
-        obs_std = np.asarray(obs_std, np.float32)
-        low = np.asarray(action_low, np.float32)
-        high = np.asarray(action_high, np.float32)
-        center, half = (high + low) / 2, (high - low) / 2
-
-        def unit(actions: np.ndarray) -> np.ndarray:
-            return np.clip((actions - center) / half, -1.0, 1.0)
-
-        table = np.concatenate(
-            [
-                (transitions.observations - obs_mean) / obs_std,
-                unit(transitions.actions),
-                transitions.rewards[:, None],
-                (transitions.next_observations - obs_mean) / obs_std,
-                unit(transitions.next_actions),
-                transitions.terminals[:, None],
-            ],
-            axis=1,
-        ).astype(np.float32)
-        self.data = torch.from_numpy(table).to(device)
-        self.size, self.batch_size, self.device = len(transitions), batch_size, device
-        self.obs_dim, self.act_dim = transitions.obs_dim, transitions.act_dim
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed)
-
-    def sample(self) -> Batch:
-        index = torch.randint(self.size, (self.batch_size,), generator=self.generator, device=self.device)
-        rows = self.data.index_select(0, index)  # (B, F)
-        o, a = self.obs_dim, self.act_dim
-        return Batch(
-            observations=rows[:, :o],
-            actions=rows[:, o : o + a],
-            rewards=rows[:, o + a],
-            next_observations=rows[:, o + a + 1 : 2 * o + a + 1],
-            next_actions=rows[:, 2 * o + a + 1 : 2 * o + 2 * a + 1],
-            terminals=rows[:, 2 * o + 2 * a + 1],
-            observation_actions=rows[:, : o + a],
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])

@@ -6,8 +6,9 @@ environments and reports the mean/std return and the normalised score
 beforehand (environment i runs a fixed quota), so short episodes are not over-represented, as
 they would be by counting whichever episodes finish first. Only completed episodes count.
 
-``evaluate_remote`` runs the same as a Ray task from an ``actor_state`` (see
-:meth:`tge_ray.rl.nets.TanhPolicy.state`), so training never waits for an evaluation.
+``evaluate_policies`` rolls out the P policies of a learner's ``actor_state`` at once, in one
+vector env (each policy in its own environments, seeded as if it were alone);
+``evaluate_remote`` runs it as a Ray task, so training never waits for an evaluation.
 """
 
 from __future__ import annotations
@@ -78,6 +79,55 @@ def make_eval_env(
     )
 
 
+def _rollouts(
+    act: Callable[[np.ndarray], np.ndarray],
+    env_id: str,
+    quotas: np.ndarray,
+    reset_seeds: list[int],
+    env_kwargs: dict[str, Any] | None,
+    max_episode_steps: int | None,
+) -> tuple[list[list[float]], list[list[int]]]:
+    """Run environment i until it completed ``quotas[i]`` episodes; returns and lengths per env."""
+    envs = make_eval_env(env_id, len(quotas), env_kwargs, max_episode_steps)
+    try:
+        low, high = envs.single_action_space.low, envs.single_action_space.high
+        observations, _ = envs.reset(seed=list(reset_seeds))
+        done_count = np.zeros(len(quotas), dtype=np.int64)
+        running_return = np.zeros(len(quotas))
+        running_length = np.zeros(len(quotas), dtype=np.int64)
+        returns: list[list[float]] = [[] for _ in quotas]
+        lengths: list[list[int]] = [[] for _ in quotas]
+        while np.any(done_count < quotas):
+            actions = np.clip(np.asarray(act(observations), dtype=np.float64), low, high)
+            observations, rewards, terminated, truncated, _ = envs.step(actions.astype(envs.single_action_space.dtype))
+            running_return += rewards
+            running_length += 1
+            for i in np.flatnonzero(terminated | truncated):
+                if done_count[i] < quotas[i]:
+                    returns[i].append(float(running_return[i]))
+                    lengths[i].append(int(running_length[i]))
+                    done_count[i] += 1
+                running_return[i] = 0.0
+                running_length[i] = 0
+    finally:
+        envs.close()
+    return returns, lengths
+
+
+def _result(returns: list[list[float]], lengths: list[list[int]], ref_min: float, ref_max: float,
+            step: int) -> EvalResult:
+    flat_returns = np.array([r for env_returns in returns for r in env_returns])
+    mean = float(flat_returns.mean())
+    return EvalResult(
+        score=float(normalized_score(mean, ref_min, ref_max)),
+        return_mean=mean,
+        return_std=float(flat_returns.std()),
+        returns=tuple(float(r) for r in flat_returns),
+        lengths=tuple(n for env_lengths in lengths for n in env_lengths),
+        step=step,
+    )
+
+
 def evaluate_policy(
     policy: Callable[[np.ndarray], np.ndarray],
     env_id: str,
@@ -99,69 +149,61 @@ def evaluate_policy(
     if episodes < 1:
         raise ValueError("episodes must be >= 1")
     quotas = _episode_quotas(episodes, num_envs)
-    envs = make_eval_env(env_id, len(quotas), env_kwargs, max_episode_steps)
-    try:
-        low, high = envs.single_action_space.low, envs.single_action_space.high
-        observations, _ = envs.reset(seed=[seed + i for i in range(len(quotas))])
-        done_count = np.zeros(len(quotas), dtype=np.int64)
-        running_return = np.zeros(len(quotas))
-        running_length = np.zeros(len(quotas), dtype=np.int64)
-        returns: list[list[float]] = [[] for _ in quotas]
-        lengths: list[list[int]] = [[] for _ in quotas]
-        while np.any(done_count < quotas):
-            actions = np.clip(np.asarray(policy(observations), dtype=np.float64), low, high)
-            observations, rewards, terminated, truncated, _ = envs.step(actions.astype(envs.single_action_space.dtype))
-            running_return += rewards
-            running_length += 1
-            for i in np.flatnonzero(terminated | truncated):
-                if done_count[i] < quotas[i]:
-                    returns[i].append(float(running_return[i]))
-                    lengths[i].append(int(running_length[i]))
-                    done_count[i] += 1
-                running_return[i] = 0.0
-                running_length[i] = 0
-    finally:
-        envs.close()
-    flat_returns = np.array([r for env_returns in returns for r in env_returns])
-    flat_lengths = tuple(n for env_lengths in lengths for n in env_lengths)
-    mean = float(flat_returns.mean())
-    return EvalResult(
-        score=float(normalized_score(mean, ref_min, ref_max)),
-        return_mean=mean,
-        return_std=float(flat_returns.std()),
-        returns=tuple(float(r) for r in flat_returns),
-        lengths=flat_lengths,
-        step=step,
-    )
+    returns, lengths = _rollouts(policy, env_id, quotas, [seed + i for i in range(len(quotas))],
+                                 env_kwargs, max_episode_steps)
+    return _result(returns, lengths, ref_min, ref_max, step)
 
 
-def evaluate_actor_state(
+def evaluate_policies(
     actor_state: dict[str, Any],
     env_id: str,
     *,
-    policy_cls: Any = None,
+    episodes: int,
+    num_envs: int,
+    seeds: list[int],
+    ref_min: float,
+    ref_max: float,
+    env_kwargs: dict[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    step: int = -1,
     torch_threads: int = 1,
-    **kwargs: Any,
-) -> EvalResult:
-    """Rebuild the policy from ``actor_state`` (CPU) and evaluate it; see :func:`evaluate_policy`."""
+) -> list[EvalResult]:
+    """Evaluate the P policies of ``actor_state`` (:class:`tge_ray.rl.nets.StackedPolicy`) at once.
+
+    One vector env holds ``num_envs`` environments per policy; policy p's environment i is
+    reset with seed ``seeds[p] + i``, so each policy's result equals :func:`evaluate_policy` of
+    that policy alone with seed ``seeds[p]``.
+    """
     import torch
 
-    from tge_ray.rl.nets import TanhPolicy
+    from tge_ray.rl.nets import StackedPolicy
 
+    if episodes < 1:
+        raise ValueError("episodes must be >= 1")
     torch.set_num_threads(torch_threads)
-    policy = (policy_cls or TanhPolicy).from_state(actor_state)
-    return evaluate_policy(policy.act, env_id, **kwargs)
+    policy = StackedPolicy(actor_state)
+    n_policies = policy.n_policies
+    if len(seeds) != n_policies:
+        raise ValueError(f"{len(seeds)} evaluation seeds for {n_policies} policies")
+    quotas = _episode_quotas(episodes, num_envs)
+    per_policy = len(quotas)
+
+    def act(observations: np.ndarray) -> np.ndarray:
+        actions = policy.act(observations.reshape(n_policies, per_policy, -1))
+        return actions.reshape(n_policies * per_policy, -1)
+
+    reset_seeds = [seed + i for seed in seeds for i in range(per_policy)]
+    returns, lengths = _rollouts(act, env_id, np.tile(quotas, n_policies), reset_seeds, env_kwargs,
+                                 max_episode_steps)
+    return [
+        _result(returns[p * per_policy : (p + 1) * per_policy], lengths[p * per_policy : (p + 1) * per_policy],
+                ref_min, ref_max, step)
+        for p in range(n_policies)
+    ]
 
 
-def evaluate_remote(
-    actor_state: dict[str, Any],
-    env_id: str,
-    *,
-    num_cpus: float = 1.0,
-    policy_cls: Any = None,
-    **kwargs: Any,
-) -> Any:
-    """Submit :func:`evaluate_actor_state` as a Ray task; returns its ``ObjectRef[EvalResult]``.
+def evaluate_remote(actor_state: dict[str, Any], env_id: str, *, num_cpus: float = 1.0, **kwargs: Any) -> Any:
+    """Submit :func:`evaluate_policies` as a Ray task; returns its ``ObjectRef[list[EvalResult]]``.
 
     Needs a running Ray (``ray.init`` or a cluster). ``num_cpus`` is the task's reservation;
     under a Tune trial whose bundle has no spare CPU pass 0, or the task waits for a free CPU.
@@ -170,7 +212,7 @@ def evaluate_remote(
     if _REMOTE_EVALUATE is None:
         import ray
 
-        _REMOTE_EVALUATE = ray.remote(evaluate_actor_state)
+        _REMOTE_EVALUATE = ray.remote(evaluate_policies)
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     # Inside a Tune trial, child tasks would be captured by the trial's placement group, which
@@ -178,7 +220,7 @@ def evaluate_remote(
     task = _REMOTE_EVALUATE.options(
         num_cpus=num_cpus, scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)
     )
-    return task.remote(actor_state, env_id, policy_cls=policy_cls, **kwargs)
+    return task.remote(actor_state, env_id, **kwargs)
 
 
 _REMOTE_EVALUATE: Any = None

@@ -2,114 +2,113 @@
 
     L_V  = E[ |tau - 1(u < 0)| u^2 ],            u = min_j Q'_j(s, a) - V(s)
     L_Q  = mean_j E[ (Q_j(s, a) - r - gamma (1 - d) V(s'))^2 ]
-    L_pi = E[ min(exp(beta (min_j Q'_j(s, a) - V(s))), max_weight) * -log pi(a | s) ]
+    L_pi = E[ min(exp(beta (min_j Q'_j(s, a) - V(s))), max_weight) * l(s, a) ]
+           l = ||pi(s) - a||^2 (deterministic actor) or -log pi(a | s) (Gaussian actor)
 
 Choices and differences from CORL, written down:
-- Actor: CORL's default Gaussian policy (``iql_deterministic=False``): mean = tanh(MLP(s)), a
-  state-independent log-std clamped to [-20, 2]; evaluation uses the mean. Kept because it is
-  what CORL's locomotion results use.
+- Actor (``rl.iql.actor``): CORL's deterministic actor (``iql_deterministic=True``, its
+  hopper-medium config) or its Gaussian one (mean = tanh(MLP(s)), a state-independent log-std
+  clamped to [-20, 2]); evaluation uses the mean.
 - One optimiser step per update instead of three: the three losses touch disjoint parameters,
-  next_V and the advantage are taken with the pre-update V and target Q (as in CORL), so summing
-  them and running one backward and one fused Adam (actor in its own parameter group, with the
-  cosine schedule) gives the same parameters as CORL's three sequential steps, in fewer kernels.
-- Twin critics are one batched ensemble (``EnsembleMLP``), not two MLPs.
+  next_V and the advantage are taken with the pre-update V and target Q (as in CORL), so the
+  gradient of their sum is CORL's three gradients, and one Adam over all of them (the actor's
+  learning rate on CORL's cosine schedule) gives CORL's three steps.
+- P policies at once (:mod:`tge_ray.rl.learner`); the twin critics are two more members per
+  policy of one stacked MLP.
 - Actions are trained in [-1, 1] (mapped from the action box); observations normalised.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
 import torch
-from torch import nn
 
 from tge_ray.config import IQLConfig
 from tge_ray.rl import losses
-from tge_ray.rl.buffer import Batch
-from tge_ray.rl.learner import Learner, cosine_lr, make_adam, seeded_init, soft_update
-from tge_ray.rl.nets import EnsembleMLP, mlp
+from tge_ray.rl.learner import StackedLearner, polyak_
+from tge_ray.rl.optim import ParamGroup, StackedAdam
+from tge_ray.rl.registry import register_learner
+from tge_ray.rl.stacked import MLPShape, init_mlp, mlp_forward
+from tge_ray.rl.table import Batch
+
+TWIN = 2
 
 
-class IQL(Learner):
-    """IQL learner; the oracle baseline is this class trained on the dataset's true rewards."""
+@register_learner("iql", IQLConfig, section="rl.iql")
+class IQL(StackedLearner):
+    """IQL; the oracle baseline is this learner on the dataset's true rewards."""
 
-    method = "iql"
+    name = "iql"
+    per_policy = ("lr", "beta", "expectile")
 
-    def __init__(
-        self,
-        cfg: IQLConfig,
-        **problem: Any,
-    ) -> None:
-        super().__init__(batch_size=cfg.batch_size, **problem)  # the problem's dims, box, stats, seed
-        obs_dim, act_dim, device, seed = self.obs_dim, self.act_dim, self.device, self.seed
-        self.cfg = cfg
-        with seeded_init(seed):
-            self.policy = self._make_policy(cfg.hidden, cfg.n_layers)
-            self.log_std = nn.Parameter(torch.zeros(act_dim))
-            self.critic = EnsembleMLP(obs_dim + act_dim, cfg.hidden, cfg.n_layers, members=2)
-            self.value = mlp(obs_dim, 1, cfg.hidden, cfg.n_layers)
-        self.policy.to(device)
-        self.log_std = nn.Parameter(self.log_std.detach().to(device))
-        self.critic.to(device)
-        self.value.to(device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_params = [*self.policy.net.parameters(), self.log_std]
-        self.optimizer = make_adam(
-            [
-                {"params": [*self.critic.parameters(), *self.value.parameters()]},
-                {"params": self.actor_params},  # group 1: cosine schedule
-            ],
-            cfg.lr,
-            device,
-        )
-        self._online = list(self.critic.parameters())
-        self._target = list(self.target_critic.parameters())
-        self._modules = {"policy": self.policy, "critic": self.critic, "target_critic": self.target_critic,
-                         "value": self.value}
-        self._optimizers = {"optimizer": self.optimizer}
-        self._loss_fn = self._maybe_compile(self._losses)
+    def _build(self) -> None:
+        cfg, problem = self.cfg, self.problem
+        obs, act = problem.obs_dim, problem.act_dim
+        self.actor_shape = MLPShape(obs, act, cfg.hidden, cfg.n_layers, tanh_output=True)
+        self.critic_shape = MLPShape(obs + act, 1, cfg.hidden, cfg.n_layers)
+        self.value_shape = MLPShape(obs, 1, cfg.hidden, cfg.n_layers)
+        generators = self.generators()
+        params = {
+            **init_mlp("actor", self.actor_shape, generators),
+            **init_mlp("critic", self.critic_shape, generators, TWIN),
+            **init_mlp("value", self.value_shape, generators),
+        }
+        if cfg.actor == "gaussian":
+            params["log_std"] = torch.zeros(self.n_policies, 1, act)
+        self.params = self._to_device(params)
+        self.critic_names = [k for k in self.params if k.startswith("critic.")]
+        self.targets = {k: self.params[k].clone() for k in self.critic_names}
+        lr = self.hyper("lr").view(-1)
+        actor_names = [k for k in self.params if k.startswith("actor.") or k == "log_std"]
+        other = [k for k in self.params if k not in actor_names]
+        self.optimizers = {"adam": StackedAdam(self.params, [
+            ParamGroup([k for k in other if k.startswith("value.")], lr),
+            ParamGroup([k for k in other if k.startswith("critic.")], lr, members_per_policy=TWIN),
+            ParamGroup(actor_names, lr, schedule="cosine"),
+        ], problem.total_steps)}
+        self.beta, self.expectile = self.hyper("beta"), self.hyper("expectile")
+        self.tau = torch.full((self.n_policies * TWIN, 1, 1), cfg.tau, device=self.device)
 
-    def _losses(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Sum of the value, critic and actor losses (disjoint parameters), and metrics."""
-        cfg = self.cfg
+    def _loss(self, params: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum over policies of the value, critic and actor losses, and (P,) metrics."""
+        cfg, n = self.cfg, self.n_policies
+        state_actions = torch.cat([batch.observations, batch.actions], -1)  # (P, B, obs + act)
+        twin_inputs = state_actions.unsqueeze(1).expand(n, TWIN, *state_actions.shape[1:])
+        twin_inputs = twin_inputs.reshape(n * TWIN, *state_actions.shape[1:])  # (P*2, B, obs + act)
         with torch.no_grad():
-            target_q = self.target_critic(batch.observation_actions).min(0).values  # (B,)
-            next_v = self.value(batch.next_observations).squeeze(-1)  # (B,)
-        v = self.value(batch.observations).squeeze(-1)  # (B,)
+            target_q = mlp_forward(self.targets, "critic", self.critic_shape, twin_inputs)
+            target_q = target_q.view(n, TWIN, -1).min(1).values  # (P, B)
+            next_v = mlp_forward(params, "value", self.value_shape, batch.next_observations).squeeze(-1)
+        v = mlp_forward(params, "value", self.value_shape, batch.observations).squeeze(-1)  # (P, B)
         advantages = target_q - v
-        value_loss = losses.asymmetric_l2_loss(advantages, cfg.expectile)
+        value_loss = losses.asymmetric_l2_loss(advantages, self.expectile)  # (P,)
 
         targets = losses.td_target(batch.rewards, batch.terminals, cfg.discount, next_v)
-        q = self.critic(batch.observation_actions)  # (2, B)
+        q = mlp_forward(params, "critic", self.critic_shape, twin_inputs).view(n, TWIN, -1)  # (P, 2, B)
         q_loss = losses.td_loss(q, targets, reduction="mean")
 
-        weights = losses.awr_weights(advantages, cfg.beta, cfg.max_weight)
-        mean = self.policy.net(batch.observations)  # (B, act_dim) in [-1, 1]
-        nll = losses.gaussian_nll(mean, self.log_std, batch.actions)
-        actor_loss = losses.awr_actor_loss(weights, nll)
+        weights = losses.awr_weights(advantages, self.beta, cfg.max_weight)
+        mean = mlp_forward(params, "actor", self.actor_shape, batch.observations)  # (P, B, act) in [-1, 1]
+        if cfg.actor == "gaussian":
+            per_sample = losses.gaussian_nll(mean, params["log_std"], batch.actions)
+        else:
+            per_sample = (mean - batch.actions).square().sum(-1)
+        actor_loss = losses.awr_actor_loss(weights, per_sample)
         metrics = {
             "value_loss": value_loss.detach(),
             "q_loss": q_loss.detach(),
             "actor_loss": actor_loss.detach(),
-            "q_mean": q.detach().mean(),
-            "adv_mean": advantages.detach().mean(),
+            "q_mean": q.detach().mean((1, 2)),
+            "adv_mean": advantages.detach().mean(-1),
         }
-        return value_loss + q_loss + actor_loss, metrics
+        return (value_loss + q_loss + actor_loss).sum(), metrics
 
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        total, metrics = self._loss_fn(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
-        self.step += 1
-        self.optimizer.param_groups[1]["lr"] = cosine_lr(self.cfg.lr, self.step, self.total_steps)
-        soft_update(self._target, self._online, self.cfg.tau)
+    def _update(self, phase: int) -> dict[str, torch.Tensor]:
+        batch = self.view.sample(self.seeds, self.step_tensor)
+        grads, metrics = torch.func.grad(self._loss, has_aux=True)(self.params, batch)
+        self.optimizers["adam"].step(self.params, grads)
+        polyak_([self.targets[k] for k in self.critic_names], [self.params[k] for k in self.critic_names], self.tau)
+        self.step_tensor += 1
         return metrics
 
-    def _extra_state(self) -> dict[str, Any]:
-        return {"log_std": self.log_std.detach().clone()}
-
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.log_std.copy_(state["log_std"])
+    def actor_params(self) -> tuple[MLPShape, dict[str, torch.Tensor]]:
+        return self.actor_shape, {k: v for k, v in self.params.items() if k.startswith("actor.")}

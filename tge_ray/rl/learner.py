@@ -1,172 +1,263 @@
-"""What every offline RL learner shares, and :func:`make_learner`, the one way to build one.
+"""What every offline RL learner shares: P policies as one stacked program, and how it runs.
 
-A learner trains in "training space": observations normalised with the dataset statistics it
-was given, actions mapped into [-1, 1]. Its sampler (``make_sampler``) produces batches in that
-space; ``act`` takes RAW observations and returns actions in the environment's box.
+A learner holds P independent policies at once. Their parameters are stacked along a leading
+axis (:mod:`tge_ray.rl.stacked`), one optimiser updates them all (:class:`~tge_ray.rl.optim.StackedAdam`),
+and one update is one program: sampling every policy's batch from the shared device table
+(:mod:`tge_ray.rl.table`), every loss and gradient, every optimiser step and the target updates.
+Each policy has its own seed (initial weights, batch indices, noise), its own reward column and
+rows, its own observation statistics, and its own values of the hyper-parameters that may differ
+(:attr:`StackedLearner.per_policy`). Nothing couples the policies, so a policy trained in a batch
+equals the same policy trained alone (``tests/rl/test_batch.py`` checks it).
 
-Host syncs: :meth:`Learner.train_step` returns its metrics as 0-d tensors and never waits for
-the device; :meth:`Learner.update` is ``train_step`` plus one conversion to floats (a single
-``.tolist()``). Training loops call ``train_step`` and convert only the steps they record
-(``tge_ray.rl.train`` does every ``log_every`` steps), which matters on a GPU.
+How the update runs (``compile``):
+- ``None``: eager PyTorch.
+- a ``torch.compile`` mode (``default``, ...): each update phase is compiled whole (forward,
+  ``torch.func.grad``, Adam, targets) into one program.
+- ``cuda-graph``: on a GPU, a cycle of updates is captured once as a CUDA graph and replayed
+  (several updates per replay); the step counter and every random number live on the device,
+  so a replay never synchronises with the host.
+The host reads metrics only when asked (:meth:`StackedLearner.metrics`), every ``log_every``
+updates in the training loop.
+
+Subclasses set ``name``, build their parameters, optimisers and targets in ``_build`` and
+implement ``_update(phase)``; ``cycle`` is the number of distinct phases (ReBRAC's actor updates
+every ``policy_freq`` critic updates).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from collections.abc import Iterator
-from typing import Any
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from tge_ray.config import RLConfig
-from tge_ray.rl.buffer import Batch, Transitions, TransitionSampler
-from tge_ray.rl.nets import TanhPolicy
+from tge_ray.rl.optim import StackedAdam
+from tge_ray.rl.stacked import MLPShape
+from tge_ray.rl.table import PolicyData, TransitionTable
 
-METHODS = ("iql", "rebrac", "bc", "fbc")
-
-
-def soft_update(target: list[torch.Tensor], online: list[torch.Tensor], tau: float) -> None:
-    """Polyak averaging target <- (1 - tau) target + tau online, one foreach kernel."""
-    with torch.no_grad():
-        torch._foreach_lerp_(target, online, tau)
+log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def seeded_init(seed: int) -> Iterator[None]:
-    """Build modules (on CPU) from ``seed`` alone, leaving the global torch RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+@dataclass(frozen=True)
+class Problem:
+    """The task every policy of a learner shares: dimensions, action box, budget."""
+
+    obs_dim: int
+    act_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    total_steps: int
 
 
-def make_adam(params: Any, lr: float, device: str) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch has it for ``device``, foreach otherwise."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+@dataclass(frozen=True)
+class PolicySpec:
+    """One policy of a batch.
 
-
-def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
-    """CosineAnnealingLR(T_max=total_steps, eta_min=0) in closed form (CORL's actor schedule)."""
-    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-
-
-class Learner:
-    """Base class: normalisation statistics, action box, step counter, RNG, (de)serialisation.
-
-    Subclasses build ``self.policy`` (a :class:`TanhPolicy`), their modules and optimisers, and
-    implement :meth:`train_step`. ``_modules`` and ``_optimizers`` name what goes into the
-    checkpoint.
+    Attributes:
+        seed: its seed: initial weights, batch indices, noise.
+        data: its reward column and rows of the shared table.
+        obs_mean, obs_std: statistics it normalises observations with (those of its rows).
+        hyper: its own values of per-policy hyper-parameters (missing ones: the config's).
     """
 
-    method = "base"
-    policy: TanhPolicy
+    seed: int
+    data: PolicyData
+    obs_mean: np.ndarray
+    obs_std: np.ndarray
+    hyper: dict[str, float] = field(default_factory=dict)
+
+
+class StackedLearner:
+    """Base class; see the module docstring."""
+
+    name: ClassVar[str] = "base"
+    per_policy: ClassVar[tuple[str, ...]] = ()  # config fields that may differ between policies
+    cycle: ClassVar[int] = 1
 
     def __init__(
         self,
-        obs_dim: int,
-        act_dim: int,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        obs_mean: np.ndarray,
-        obs_std: np.ndarray,
+        cfg: Any,
+        problem: Problem,
+        policies: Sequence[PolicySpec],
+        table: TransitionTable,
+        *,
         batch_size: int,
-        total_steps: int,
-        device: str = "cpu",
-        seed: int = 0,
-        compile: bool | str = False,
+        compile: str | None = None,
     ) -> None:
-        self.obs_dim, self.act_dim, self.device = obs_dim, act_dim, device
+        if not policies:
+            raise ValueError("a learner needs at least one policy")
+        unknown = {key for spec in policies for key in spec.hyper} - set(self.per_policy)
+        if unknown:
+            raise ValueError(f"{self.name}: {sorted(unknown)} cannot differ between policies "
+                             f"(per-policy fields: {', '.join(self.per_policy) or 'none'})")
+        self.cfg, self.problem, self.policies = cfg, problem, list(policies)
+        self.n_policies = len(self.policies)
+        self.device = table.device
+        self.batch_size = batch_size
+        self.seeds = torch.tensor([spec.seed for spec in self.policies], dtype=torch.int64, device=self.device)
+        self.view = table.view([spec.data for spec in self.policies], batch_size,
+                               [(spec.obs_mean, spec.obs_std) for spec in self.policies])
+        self.step = 0  # updates done (host copy, advanced by run())
+        self.step_tensor = torch.zeros((), dtype=torch.int64, device=self.device)  # the same, on the device
+        self.params: dict[str, torch.Tensor] = {}
+        self.targets: dict[str, torch.Tensor] = {}
+        self.optimizers: dict[str, StackedAdam] = {}
+        self._metrics: dict[str, torch.Tensor] = {}
+        self._build()
         self.compile = compile
-        self.batch_size, self.total_steps = batch_size, total_steps
-        self.action_low = np.broadcast_to(np.asarray(action_low, np.float32), (act_dim,)).copy()
-        self.action_high = np.broadcast_to(np.asarray(action_high, np.float32), (act_dim,)).copy()
-        self.obs_mean = np.asarray(obs_mean, np.float32).reshape(obs_dim)
-        self.obs_std = np.asarray(obs_std, np.float32).reshape(obs_dim)
-        if not np.all(self.obs_std > 0):
-            raise ValueError("obs_std must be > 0 everywhere (add an epsilon)")
-        self.step = 0
-        self.seed = seed
-        # Noise during training (ReBRAC's target-policy smoothing) comes from this generator.
-        self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(seed + 1)
-        self._modules: dict[str, torch.nn.Module] = {}
-        self._optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._phases = self._make_phases(compile)
 
     # ------------------------------------------------------------------ building blocks
 
-    def _maybe_compile(self, fn: Any) -> Any:
-        """``torch.compile`` the pure loss computation (forward + its backward graph) when asked.
-
-        Only losses are compiled: optimiser steps, schedules and the step counter stay eager, so
-        no Python integer ends up guarded and nothing recompiles as training advances. A string
-        is the ``torch.compile`` mode (``"reduce-overhead"`` replays CUDA graphs on a GPU).
-        """
-        if not self.compile:
-            return fn
-        return torch.compile(fn, dynamic=False, mode=self.compile if isinstance(self.compile, str) else None)
-
-    def _make_policy(self, hidden: int, n_layers: int, **kwargs: Any) -> TanhPolicy:
-        return TanhPolicy(self.obs_dim, self.act_dim, hidden, n_layers, self.obs_mean, self.obs_std,
-                          self.action_low, self.action_high, **kwargs)
-
-    def make_sampler(self, transitions: Transitions, seed: int | None = None) -> TransitionSampler:
-        """Sampler of ``transitions`` in this learner's training space, on its device."""
-        if transitions.obs_dim != self.obs_dim or transitions.act_dim != self.act_dim:
-            raise ValueError(
-                f"transitions have obs/act dims {transitions.obs_dim}/{transitions.act_dim}, "
-                f"the learner {self.obs_dim}/{self.act_dim}"
-            )
-        return TransitionSampler(
-            transitions, self.batch_size, obs_mean=self.obs_mean, obs_std=self.obs_std,
-            action_low=self.action_low, action_high=self.action_high, device=self.device,
-            seed=self.seed if seed is None else seed,
-        )
-
-    # ------------------------------------------------------------------ training
-
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One update; metrics as 0-d tensors (no host sync)."""
+    def _build(self) -> None:
         raise NotImplementedError
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One update; metrics as floats (one host sync)."""
-        return metrics_to_floats(self.train_step(batch))
+    def _update(self, phase: int) -> dict[str, torch.Tensor]:
+        """One update of every policy (phase = step % cycle); returns (P,) metric tensors."""
+        raise NotImplementedError
+
+    def hyper(self, name: str) -> torch.Tensor:
+        """(P, 1) float32: each policy's value of hyper-parameter ``name``."""
+        values = [float(spec.hyper[name]) if name in spec.hyper else float(getattr(self.cfg, name))
+                  for spec in self.policies]
+        return torch.tensor(values, dtype=torch.float32, device=self.device).view(-1, 1)
+
+    def generators(self, salt: int = 0) -> list[torch.Generator]:
+        """One CPU generator per policy, from its seed alone (initial weights)."""
+        return [torch.Generator().manual_seed(int(spec.seed) * 1_000_003 + salt) for spec in self.policies]
+
+    def _to_device(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: value.to(self.device) for name, value in params.items()}
+
+    # ------------------------------------------------------------------ running
+
+    def _make_phases(self, compile: str | None) -> list[Callable[[], dict[str, torch.Tensor]]]:
+        phases = [lambda phase=phase: self._update(phase) for phase in range(self.cycle)]
+        if compile in (None, "cuda-graph"):
+            return phases  # CUDA graphs are captured at the first run() (they need a warm-up)
+        return [torch.compile(phase, mode=compile, fullgraph=True, dynamic=False) for phase in phases]
+
+    def run(self, updates: int) -> None:
+        """``updates`` more updates of every policy; never waits for the device."""
+        if self.compile == "cuda-graph":
+            self._run_graphed(updates)
+            return
+        for _ in range(updates):
+            self._metrics = self._phases[self.step % self.cycle]()
+            self.step += 1
+
+    def metrics(self) -> list[dict[str, float]]:
+        """The last update's metrics, one dict per policy (one host transfer)."""
+        if not self._metrics:
+            return [{} for _ in self.policies]
+        names = list(self._metrics)
+        values = torch.stack([self._metrics[k].detach().float().reshape(-1) for k in names]).cpu().numpy()
+        return [{k: float(values[i, p]) for i, k in enumerate(names)} for p in range(self.n_policies)]
+
+    # ------------------------------------------------------------------ CUDA graphs
+
+    _graph: Any = None
+    _graph_metrics: dict[str, torch.Tensor] | None = None
+    UPDATES_PER_REPLAY = 8  # rounded up to a multiple of ``cycle``
+
+    def _run_graphed(self, updates: int) -> None:
+        per_replay = -(-self.UPDATES_PER_REPLAY // self.cycle) * self.cycle
+        done = 0
+        while done < updates:
+            aligned = self.step % self.cycle == 0
+            if aligned and updates - done >= per_replay and self._ensure_graph(per_replay):
+                self._graph.replay()
+                self._metrics = self._graph_metrics
+                self.step += per_replay
+                done += per_replay
+                continue
+            self._metrics = self._update(self.step % self.cycle)
+            self.step += 1
+            done += 1
+
+    def _ensure_graph(self, per_replay: int) -> bool:
+        """Capture ``per_replay`` updates as one CUDA graph (once); False where that fails."""
+        if self._graph is not None:
+            return True
+        if self._graph is False:
+            return False
+        snapshot = self.state_dict()  # warm-up and capture run real updates: undo them after
+        try:
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for phase in range(self.cycle):  # warm-up on a side stream, as capture requires
+                    self._update(phase)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for offset in range(per_replay):
+                    metrics = self._update(offset % self.cycle)
+            self._graph, self._graph_metrics = graph, metrics
+        except Exception as exc:  # noqa: BLE001 - any capture failure means: stay eager
+            log.warning("%s: CUDA graph capture failed (%s); running eager", self.name, exc)
+            self._graph = False
+        self.load_state_dict(snapshot)
+        return self._graph is not False
 
     # ------------------------------------------------------------------ acting
 
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions (B, act_dim) for raw observations (B, obs_dim)."""
-        return self.policy.act(observations)
+    def actor_params(self) -> tuple[MLPShape, dict[str, torch.Tensor]]:
+        """The actor's shape and its stacked parameters (``actor.w0`` ...), for evaluation."""
+        raise NotImplementedError
 
-    def actor_state(self) -> dict[str, Any]:
-        """Small CPU dict that :meth:`TanhPolicy.from_state` turns back into the policy."""
-        return self.policy.state()
+    def actor_state(self, policies: Sequence[int] | None = None) -> dict[str, Any]:
+        """Small CPU description of the chosen policies' actors (all by default) that
+        :class:`tge_ray.rl.nets.StackedPolicy` rebuilds; evaluation runs from it."""
+        chosen = list(range(self.n_policies)) if policies is None else list(policies)
+        shape, params = self.actor_params()
+        index = torch.tensor(chosen, device=self.device)
+        low = np.broadcast_to(np.asarray(self.problem.action_low, np.float32), (self.problem.act_dim,))
+        high = np.broadcast_to(np.asarray(self.problem.action_high, np.float32), (self.problem.act_dim,))
+        return {
+            "shape": dataclasses.asdict(shape),
+            "params": {k: v.detach().index_select(0, index).cpu().clone() for k, v in params.items()},
+            "obs_mean": self.view.obs_mean.index_select(0, index).squeeze(1).cpu().clone(),
+            "obs_std": self.view.obs_std.index_select(0, index).squeeze(1).cpu().clone(),
+            "action_low": torch.from_numpy(low.copy()),
+            "action_high": torch.from_numpy(high.copy()),
+        }
 
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed learner needs: parameters, targets, optimisers, step (the random
+        numbers are a function of the step)."""
         return {
-            "method": self.method,
+            "learner": self.name,
             "step": self.step,
-            "generator": self.generator.get_state(),
-            "modules": {name: module.state_dict() for name, module in self._modules.items()},
-            "optimizers": {name: opt.state_dict() for name, opt in self._optimizers.items()},
+            "seeds": self.seeds.cpu().tolist(),
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "targets": {k: v.detach().clone() for k, v in self.targets.items()},
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "metrics": {k: v.detach().clone() for k, v in self._metrics.items()},
             "extra": self._extra_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["method"] != self.method:
-            raise ValueError(f"checkpoint is for {state['method']!r}, this learner is {self.method!r}")
-        self.step = int(state["step"])
-        self.generator.set_state(state["generator"])
-        for name, module in self._modules.items():
-            module.load_state_dict(state["modules"][name])
-        for name, opt in self._optimizers.items():
+        if state["learner"] != self.name:
+            raise ValueError(f"checkpoint is for {state['learner']!r}, this learner is {self.name!r}")
+        if state["seeds"] != self.seeds.cpu().tolist():
+            raise ValueError(f"checkpoint holds policies with seeds {state['seeds']}, this learner "
+                             f"{self.seeds.cpu().tolist()}")
+        with torch.no_grad():
+            for group, saved in ((self.params, state["params"]), (self.targets, state["targets"])):
+                for name, value in group.items():
+                    value.copy_(saved[name])
+        for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        self.step = int(state["step"])
+        self.step_tensor.fill_(self.step)
+        self._metrics = {k: v.to(self.device) for k, v in state.get("metrics", {}).items()}
         self._load_extra_state(state.get("extra", {}))
 
     def _extra_state(self) -> dict[str, Any]:
@@ -176,53 +267,8 @@ class Learner:
         pass
 
 
-def metrics_to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Tensor metrics -> floats with a single device-to-host transfer."""
-    if not metrics:
-        return {}
-    values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist()
-    return dict(zip(metrics.keys(), values))
-
-
-def make_learner(
-    method: str,
-    rl_cfg: RLConfig,
-    obs_dim: int,
-    act_dim: int,
-    action_low: np.ndarray,
-    action_high: np.ndarray,
-    obs_mean: np.ndarray,
-    obs_std: np.ndarray,
-    device: str = "cpu",
-    seed: int = 0,
-    *,
-    reward_range: tuple[float, float] | None = None,
-    compile: bool | str = False,
-) -> Learner:
-    """Build a learner: ``iql`` (also the oracle: pass the true rewards), ``rebrac``, or ``bc``.
-
-    ``fbc`` (TGE-filtered BC) is the BC learner: what filters it is the data it is given
-    (``tge_ray.rl.filtered.top_episodes``, applied by the pipeline).
-
-    ``reward_range`` (min, max of the training rewards) feeds ReBRAC's adaptive BC weight;
-    ``None`` assumes rewards already scaled to [0, 1] (``reward.scale=minmax``). ``compile``
-    runs the loss computations through ``torch.compile`` (see ``benchmarks/rl.json`` for what
-    it gains; it costs a compilation at the first updates); a string names the compile mode.
-    """
-    common = dict(obs_dim=obs_dim, act_dim=act_dim, action_low=action_low, action_high=action_high,
-                  obs_mean=obs_mean, obs_std=obs_std, total_steps=rl_cfg.steps, device=device, seed=seed,
-                  compile=compile)
-    if method == "iql":
-        from tge_ray.rl.iql import IQL
-
-        return IQL(rl_cfg.iql, **common)
-    if method == "rebrac":
-        from tge_ray.rl.rebrac import ReBRAC
-
-        return ReBRAC(rl_cfg.rebrac, reward_range=reward_range, **common)
-    if method in ("bc", "fbc"):
-        from tge_ray.rl.bc import BC
-
-        return BC(hidden=rl_cfg.bc_hidden, n_layers=rl_cfg.bc_layers, lr=rl_cfg.bc_rate(method),
-                  lr_schedule=rl_cfg.bc_lr_schedule, batch_size=rl_cfg.bc_batch_size, **common)
-    raise ValueError(f"unknown learner {method!r}: use one of {', '.join(METHODS)}")
+def polyak_(targets: Sequence[torch.Tensor], online: Sequence[torch.Tensor], tau: torch.Tensor) -> None:
+    """target <- (1 - tau) target + tau online, tau (M, 1, 1) per member."""
+    with torch.no_grad():
+        for target, source in zip(targets, online):
+            target.lerp_(source, tau)

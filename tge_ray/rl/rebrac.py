@@ -5,148 +5,165 @@ adaptive actor BC weight for TGE rewards.
             y    = r + gamma (1 - d) ( min_j Q'_j(s', a'~) - beta_2 ||a'~ - a'||^2 ),
             a'~  = clip(pi'(s') + clip(N(0, 0.2^2), -0.5, 0.5), -1, 1),  a' = dataset next action
     actor:  L_pi = E[ beta_1,i ||pi(s) - a||^2 - lambda min_j Q_j(s, pi(s)) ],  lambda = 1/E|Q| (no grad)
-            every ``policy_freq`` updates (the first one included), followed by Polyak updates
-            of the target actor and target critics, as in CORL.
+            every ``policy_freq`` updates (the first one included), after that update's critic
+            step, followed by Polyak updates of the target actor and target critics, as in CORL.
 
 Adaptive BC weight (``rebrac.adaptive_bc=true``, the default; ``false`` uses beta_1,i = beta_1):
 
-    r~_i      = clip((r_i - r_min) / (r_max - r_min), 0, 1)     (r_min, r_max: the dataset's rewards)
+    r~_i      = clip((r_i - r_min) / (r_max - r_min), 0, 1)     (r_min, r_max: the policy's rewards)
     beta_1,i  = beta_1 * (1 + r~_i) / (1 + mean_batch r~)
 
-Why: the TGE reward says how expert-like the window starting at s_i is. The BC term pulls the
-policy towards the dataset's action a_i; that is the right pull where the data are expert-like
-(imitation is the goal there), and a poor one on low-reward, suboptimal transitions, where the
-critic should have more say. The weight is normalised to batch mean beta_1, so the tuned overall
-strength of ReBRAC's constraint is unchanged, and bounded to [beta_1/2, 2 beta_1], so no
-transition ever leaves the support constraint (the protection against out-of-distribution
-actions that ReBRAC relies on). It adds no hyper-parameter. The function is
-:func:`tge_ray.rl.losses.adaptive_bc_weights`.
-
-A sharper rule, off by default (``rebrac.bc_sharpness`` = kappa > 0):
-
-    beta_1,i  = beta_1 * exp(kappa r~_i) / mean_batch exp(kappa r~)
-
-TGE rewards of expert and random transitions can differ by only a fifth of the reward range
-(hopper, N = 30, seed 0: min-max scaled means 0.94 and 0.75), so the linear rule weighs them almost
-alike (1.94 against 1.75). kappa = 10 imitates the expert-like ones about 7 times harder and
-still keeps every weight well above zero at such a spread; a kappa of 30 releases most random
-transitions from the constraint, and scored lower. It is off by default: kappa = 10 raised
-TGE-ReBRAC's mean score over the late evaluations on hopper at N = 30 from 22 to 52, not to the
-expert, and did not help walker2d at N = 30 (RESULTS.md, "TGE-ReBRAC with a sharper BC weight").
-:func:`tge_ray.rl.losses.sharp_bc_weights`.
+The TGE reward says how expert-like the window starting at s_i is; the BC term pulls the policy
+towards the dataset's action there. The weight imitates expert-like transitions up to twice as
+hard, keeps the batch mean at beta_1 (ReBRAC's tuned constraint strength) and every weight in
+[beta_1/2, 2 beta_1], so no transition leaves the support constraint. ``rebrac.bc_sharpness`` =
+kappa > 0 uses beta_1 exp(kappa r~_i) / mean exp(kappa r~) instead (up to e^kappa times harder).
 
 Differences from CORL, written down: PyTorch instead of JAX; observations are always
 normalised (CORL's locomotion default is off); LayerNorm epsilon is Flax's 1e-6; the dataset's
-next action at an episode's last row is the row's own action (CORL drops time-out rows).
+next action at an episode's last row is the row's own action (CORL drops time-out rows); the
+target-policy noise comes from a counter-based generator (:mod:`tge_ray.rl.rng`).
 """
 
 from __future__ import annotations
-
-import copy
-from typing import Any
 
 import torch
 
 from tge_ray.config import ReBRACConfig
 from tge_ray.rl import losses
-from tge_ray.rl.buffer import Batch
-from tge_ray.rl.learner import Learner, make_adam, seeded_init, soft_update
-from tge_ray.rl.nets import EnsembleMLP
+from tge_ray.rl.learner import StackedLearner, polyak_
+from tge_ray.rl.optim import ParamGroup, StackedAdam
+from tge_ray.rl.registry import register_learner
+from tge_ray.rl.rng import random_normal
+from tge_ray.rl.stacked import MLPShape, init_mlp, mlp_forward
+from tge_ray.rl.table import Batch
+
+TWIN = 2
+ACTOR_METRICS = ("actor_loss", "bc_mse", "bc_weight_max")
 
 
-class ReBRAC(Learner):
-    """ReBRAC learner: deterministic tanh actor, twin LayerNorm critics, BC in actor and critic."""
+@register_learner("rebrac", ReBRACConfig, section="rl.rebrac")
+class ReBRAC(StackedLearner):
+    """ReBRAC: deterministic tanh actor, twin LayerNorm critics, BC in actor and critic."""
 
-    method = "rebrac"
+    name = "rebrac"
+    per_policy = ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef")
 
-    def __init__(
-        self,
-        cfg: ReBRACConfig,
-        *,
-        reward_range: tuple[float, float] | None = None,
-        **problem: Any,
-    ) -> None:
-        super().__init__(batch_size=cfg.batch_size, **problem)  # the problem's dims, box, stats, seed
-        obs_dim, act_dim, device, seed = self.obs_dim, self.act_dim, self.device, self.seed
-        self.cfg = cfg
-        self.reward_range = (0.0, 1.0) if reward_range is None else tuple(map(float, reward_range))
-        with seeded_init(seed):
-            # CORL: actor without LayerNorm, EDAC init, last layer U(-1e-3, 1e-3)
-            self.policy = self._make_policy(cfg.hidden, cfg.n_layers, init="edac", last_init_bound=1e-3)
-            self.critic = EnsembleMLP(obs_dim + act_dim, cfg.hidden, cfg.n_layers, members=2,
-                                      layer_norm=True, init="edac", last_init_bound=3e-3)
-        self.policy.to(device)
-        self.critic.to(device)
-        self.target_actor = copy.deepcopy(self.policy.net).requires_grad_(False)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = make_adam(self.policy.net.parameters(), cfg.actor_lr, device)
-        self.critic_optimizer = make_adam(self.critic.parameters(), cfg.critic_lr, device)
-        self._actor_params = list(self.policy.net.parameters())
-        self._online = [*self._actor_params, *self.critic.parameters()]
-        self._target = [*self.target_actor.parameters(), *self.target_critic.parameters()]
-        self._modules = {"policy": self.policy, "critic": self.critic, "target_actor": self.target_actor,
-                         "target_critic": self.target_critic}
-        self._optimizers = {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
-        self._critic_loss_fn = self._maybe_compile(self._critic_loss)
-        self._actor_loss_fn = self._maybe_compile(self._actor_loss)
-        zero = torch.zeros((), device=device)
-        self._last_actor_metrics = {"actor_loss": zero, "bc_mse": zero, "bc_weight_max": zero}
+    @property
+    def cycle(self) -> int:  # type: ignore[override]
+        return self.cfg.policy_freq
 
-    def bc_coefficients(self, rewards: torch.Tensor) -> torch.Tensor | float:
-        """beta_1,i per sample (adaptive) or the constant beta_1."""
-        if not self.cfg.adaptive_bc:
-            return self.cfg.actor_bc_coef
-        low, high = self.reward_range
-        if self.cfg.bc_sharpness > 0:
-            return losses.sharp_bc_weights(rewards, self.cfg.actor_bc_coef, low, high, self.cfg.bc_sharpness)
-        return losses.adaptive_bc_weights(rewards, self.cfg.actor_bc_coef, low, high)
+    def _build(self) -> None:
+        cfg, problem = self.cfg, self.problem
+        obs, act = problem.obs_dim, problem.act_dim
+        self.actor_shape = MLPShape(obs, act, cfg.hidden, cfg.n_layers, tanh_output=True)
+        self.critic_shape = MLPShape(obs + act, 1, cfg.hidden, cfg.n_layers, layer_norm=True)
+        generators = self.generators()
+        # CORL: actor without LayerNorm, EDAC init, last layer U(-1e-3, 1e-3); critics U(-3e-3, 3e-3)
+        params = {
+            **init_mlp("actor", self.actor_shape, generators, init="edac", last_init_bound=1e-3),
+            **init_mlp("critic", self.critic_shape, generators, TWIN, init="edac", last_init_bound=3e-3),
+        }
+        self.params = self._to_device(params)
+        self.actor_names = [k for k in self.params if k.startswith("actor.")]
+        self.critic_names = [k for k in self.params if k.startswith("critic.")]
+        self.targets = {k: v.clone() for k, v in self.params.items()}
+        self.optimizers = {
+            "critic": StackedAdam(self.params, [ParamGroup(self.critic_names, self.hyper("critic_lr").view(-1), TWIN)],
+                                  problem.total_steps),
+            "actor": StackedAdam(self.params, [ParamGroup(self.actor_names, self.hyper("actor_lr").view(-1))],
+                                 problem.total_steps),
+        }
+        self.actor_bc_coef, self.critic_bc_coef = self.hyper("actor_bc_coef"), self.hyper("critic_bc_coef")
+        self.reward_low, self.reward_high = self._reward_ranges()
+        tau = torch.tensor(cfg.tau, device=self.device)
+        self.tau_actor = tau.expand(self.n_policies, 1, 1)
+        self.tau_critic = tau.expand(self.n_policies * TWIN, 1, 1)
+        zero = torch.zeros(self.n_policies, device=self.device)
+        self._actor_metrics = {name: zero.clone() for name in ACTOR_METRICS}
 
-    def _critic_loss(self, batch: Batch, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Critic loss and the mean Q; ``noise`` (B, act_dim) is standard normal."""
+    def _reward_ranges(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, 1) min and max of each policy's training rewards (its column over its rows)."""
+        view, data = self.view, self.view.table.data
+        lows, highs = [], []
+        for p in range(self.n_policies):
+            column = data[:, view.reward_columns[p]]
+            if view.rows is not None:
+                start = int(view.offsets[p])
+                column = column[view.rows[start : start + int(view.sizes[p])]]
+            lows.append(column.min())
+            highs.append(column.max())
+        return torch.stack(lows).view(-1, 1), torch.stack(highs).view(-1, 1)
+
+    def bc_coefficients(self, rewards: torch.Tensor) -> torch.Tensor:
+        """(P, B) beta_1,i (adaptive) or (P, 1) beta_1."""
         cfg = self.cfg
+        if not cfg.adaptive_bc:
+            return self.actor_bc_coef
+        if cfg.bc_sharpness > 0:
+            return losses.sharp_bc_weights(rewards, self.actor_bc_coef, self.reward_low, self.reward_high,
+                                           cfg.bc_sharpness)
+        return losses.adaptive_bc_weights(rewards, self.actor_bc_coef, self.reward_low, self.reward_high)
+
+    def _twin(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(P, B, F) -> (P*2, B, F): each policy's input to both of its critics."""
+        n = self.n_policies
+        return inputs.unsqueeze(1).expand(n, TWIN, *inputs.shape[1:]).reshape(n * TWIN, *inputs.shape[1:])
+
+    def _critic_loss(self, critic: dict[str, torch.Tensor], batch: Batch,
+                     noise: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        cfg, n = self.cfg, self.n_policies
         with torch.no_grad():
-            next_actions = self.target_actor(batch.next_observations)
+            next_actions = mlp_forward(self.targets, "actor", self.actor_shape, batch.next_observations)
             noise = (noise * cfg.policy_noise).clamp(-cfg.noise_clip, cfg.noise_clip)
             next_actions = (next_actions + noise).clamp(-1.0, 1.0)
-            next_q = self.target_critic(torch.cat([batch.next_observations, next_actions], 1)).min(0).values
+            next_inputs = self._twin(torch.cat([batch.next_observations, next_actions], -1))
+            next_q = mlp_forward(self.targets, "critic", self.critic_shape, next_inputs).view(n, TWIN, -1).min(1).values
             targets = losses.rebrac_td_target(batch.rewards, batch.terminals, cfg.discount, next_q,
-                                              next_actions, batch.next_actions, cfg.critic_bc_coef)
-        q = self.critic(batch.observation_actions)  # (2, B)
-        return losses.td_loss(q, targets, reduction="sum"), q.detach().mean()
+                                              next_actions, batch.next_actions, self.critic_bc_coef)
+        inputs = self._twin(torch.cat([batch.observations, batch.actions], -1))
+        q = mlp_forward(critic, "critic", self.critic_shape, inputs).view(n, TWIN, -1)  # (P, 2, B)
+        loss = losses.td_loss(q, targets, reduction="sum")  # (P,)
+        return loss.sum(), {"critic_loss": loss.detach(), "q_mean": q.detach().mean((1, 2))}
 
-    def _actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        actions = self.policy.net(batch.observations)
-        q_pi = self.critic(torch.cat([batch.observations, actions], 1)).min(0).values
+    def _actor_loss(self, actor: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        n = self.n_policies
+        actions = mlp_forward(actor, "actor", self.actor_shape, batch.observations)  # (P, B, act)
+        inputs = self._twin(torch.cat([batch.observations, actions], -1))
+        q_pi = mlp_forward(self.params, "critic", self.critic_shape, inputs).view(n, TWIN, -1).min(1).values
         bc_coef = self.bc_coefficients(batch.rewards)
-        actor_loss = losses.rebrac_actor_loss(q_pi, actions, batch.actions, bc_coef)
-        bc_max = bc_coef.max() if torch.is_tensor(bc_coef) else torch.full_like(actor_loss, bc_coef)
-        return actor_loss, {
-            "actor_loss": actor_loss.detach(),
-            "bc_mse": (actions.detach() - batch.actions).square().mean(),
-            "bc_weight_max": bc_max.detach(),
+        loss = losses.rebrac_actor_loss(q_pi, actions, batch.actions, bc_coef)  # (P,)
+        return loss.sum(), {
+            "actor_loss": loss.detach(),
+            "bc_mse": (actions.detach() - batch.actions).square().mean((1, 2)),
+            "bc_weight_max": bc_coef.detach().expand(n, -1).max(-1).values,
         }
 
-    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        noise = torch.randn(batch.actions.shape, generator=self.generator, device=batch.actions.device)
-        critic_loss, q_mean = self._critic_loss_fn(batch, noise)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optimizer.step()
+    def _update(self, phase: int) -> dict[str, torch.Tensor]:
+        batch = self.view.sample(self.seeds, self.step_tensor)
+        noise = random_normal(self.seeds, self.step_tensor, tuple(batch.actions.shape[1:]))
+        critic = {k: self.params[k] for k in self.critic_names}
+        grads, metrics = torch.func.grad(self._critic_loss, has_aux=True)(critic, batch, noise)
+        self.optimizers["critic"].step(self.params, grads)
+        if phase == 0:
+            actor = {k: self.params[k] for k in self.actor_names}
+            grads, actor_metrics = torch.func.grad(self._actor_loss, has_aux=True)(actor, batch)
+            self.optimizers["actor"].step(self.params, grads)
+            polyak_([self.targets[k] for k in self.actor_names], [self.params[k] for k in self.actor_names],
+                    self.tau_actor)
+            polyak_([self.targets[k] for k in self.critic_names], [self.params[k] for k in self.critic_names],
+                    self.tau_critic)
+            for name, value in actor_metrics.items():
+                self._actor_metrics[name].copy_(value)
+        self.step_tensor += 1
+        return {**metrics, **{k: v.clone() for k, v in self._actor_metrics.items()}}
 
-        if self.step % cfg.policy_freq == 0:
-            actor_loss, self._last_actor_metrics = self._actor_loss_fn(batch)
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            # Only the actor's gradients: autograd skips the critic's weight gradients.
-            actor_loss.backward(inputs=self._actor_params)
-            self.actor_optimizer.step()
-            soft_update(self._target, self._online, cfg.tau)
-        self.step += 1
-        return {"critic_loss": critic_loss.detach(), "q_mean": q_mean, **self._last_actor_metrics}
+    def actor_params(self) -> tuple[MLPShape, dict[str, torch.Tensor]]:
+        return self.actor_shape, {k: self.params[k] for k in self.actor_names}
 
-    def _extra_state(self) -> dict[str, Any]:
-        return {"last_actor_metrics": {k: v.detach().cpu() for k, v in self._last_actor_metrics.items()}}
+    def _extra_state(self) -> dict:
+        return {"actor_metrics": {k: v.clone() for k, v in self._actor_metrics.items()}}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
-        if "last_actor_metrics" in state:
-            self._last_actor_metrics = {k: v.to(self.device) for k, v in state["last_actor_metrics"].items()}
+    def _load_extra_state(self, state: dict) -> None:
+        for name, value in state.get("actor_metrics", {}).items():
+            self._actor_metrics[name].copy_(value)

@@ -1,25 +1,29 @@
-"""Train one offline RL policy on labelled transitions, evaluating it in Ray tasks on the way.
+"""Train a batch of policies in one learner, evaluating them all at once in Ray tasks on the way.
 
-    result = train_policy("iql", rl_cfg, eval_cfg, transitions, env_id="Hopper-v5", env_kwargs={},
-                          ref_min=-20.3, ref_max=3234.3, seed=0, out_dir=Path("runs/x/iql"))
+    results = train_batch("iql", cfg.rl.iql, policies, table, problem, cfg.evaluation,
+                          env_id="Hopper-v5", env_kwargs={}, ref_min=-20.3, ref_max=3234.3,
+                          checkpoint=Path(".../batch.pt"))
 
-Steps: (1) a learner and its device-resident sampler; (2) ``rl_cfg.steps`` updates, metrics
-pulled to the host only every ``log_every`` steps; (3) every ``eval_cfg.every`` steps the
-current actor is submitted to a Ray evaluation task (inline when Ray is not running) and a
-checkpoint is written; finished evaluations are reported to ``report`` in step order as they
-come in; (4) the final policy is always evaluated, the rest gathered, and ``policy.pt`` written.
+Steps: (1) the learner (every policy's parameters stacked, one program per update); (2)
+``problem.total_steps`` updates in chunks, metrics pulled to the host only every ``log_every``
+updates; (3) every ``evaluation.every`` updates the actors of all P policies go to one Ray
+evaluation task (inline when Ray is not running) and a checkpoint is written; finished
+evaluations are reported in step order as they come in; (4) the final policies are always
+evaluated, the rest gathered, and the checkpoint marked complete.
 
-``policy.pt`` (written atomically) holds the learner, sampler RNG, eval history and actor
-state; an unfinished one in ``out_dir`` is resumed from, so a preempted run continues where its
-last evaluation left it and ends with the same weights as an uninterrupted one.
+The checkpoint (written atomically) holds the learner, every policy's evaluation history and
+metrics; an unfinished one with the same policies is resumed from, so a preempted batch
+continues where its last evaluation left it and ends with the same weights as an uninterrupted
+one. :func:`train_policy` is the one-policy form, for diagnostics and tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,52 +32,48 @@ import gymnasium
 import numpy as np
 import torch
 
-from tge_ray.config import EvaluationConfig, RLConfig
 from tge_ray.rl.buffer import Transitions
-from tge_ray.rl.evaluation import EvalResult, evaluate_actor_state, evaluate_remote
-from tge_ray.rl.learner import make_learner, metrics_to_floats
+from tge_ray.rl.evaluation import EvalResult, evaluate_policies, evaluate_remote
+from tge_ray.rl.learner import PolicySpec, Problem, StackedLearner
+from tge_ray.rl.registry import learner_entry
+from tge_ray.rl.table import PolicyData, TransitionTable
 
-CHECKPOINT_NAME = "policy.pt"
 MAX_EVALS_IN_FLIGHT = 2  # beyond this, training waits for the oldest evaluation
+EVAL_SEED_OFFSET = 10_000  # a policy of seed s is evaluated in environments seeded s + 10000 + i
 
 
 @dataclass
 class PolicyResult:
-    """What one policy training gives back.
+    """What training gives back for one policy.
 
     Attributes:
-        method: learner that was trained (``iql``, ``rebrac``, ``bc`` or ``fbc``).
+        learner: the learner that trained it (``iql``, ``rebrac``, ``bc``).
+        seed: its seed.
         score: normalised score of the final policy.
         return_mean, return_std: the final policy's returns.
         eval_history: (step, normalised score) of every evaluation, final included.
-        metrics: loss metrics sampled every ``log_every`` steps, each with its ``step``.
-        checkpoint: path of ``policy.pt``.
-        steps: updates done.
+        metrics: loss metrics sampled every ``log_every`` updates, each with its ``step``.
+        actor_state: the final actor (a one-policy :class:`tge_ray.rl.nets.StackedPolicy` state).
+        steps: updates done in this call (0 when everything was resumed).
         seconds: wall time of the updates (evaluations run beside them).
+        batch_size: policies trained together with it.
     """
 
-    method: str
+    learner: str
+    seed: int
     score: float
     return_mean: float
     return_std: float
     eval_history: list[tuple[int, float]] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
-    checkpoint: Path | None = None
+    actor_state: dict[str, Any] | None = None
     steps: int = 0
     seconds: float = 0.0
+    batch_size: int = 1
 
     @property
     def updates_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else float("nan")
-
-
-def resolve_method(method: str, rl_cfg: RLConfig) -> str:
-    """``tge`` -> the configured backbone, ``oracle`` -> ``iql`` (trained on true rewards)."""
-    if method == "tge":
-        return rl_cfg.backbone
-    if method == "oracle":
-        return "iql"
-    return method
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -83,13 +83,18 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _action_box(env_id: str, env_kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    env = gymnasium.make(env_id, **env_kwargs)
+def action_box(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The environment's action box (low, high) as float32."""
+    env = gymnasium.make(env_id, **(env_kwargs or {}))
     try:
         space = env.action_space
         return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
     finally:
         env.close()
+
+
+def _rows_digest(rows: np.ndarray | None) -> str | None:
+    return None if rows is None else hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()[:16]
 
 
 def _ray_running() -> bool:
@@ -101,85 +106,88 @@ def _ray_running() -> bool:
         return False
 
 
-def train_policy(
-    method: str,
-    rl_cfg: RLConfig,
-    eval_cfg: EvaluationConfig,
-    transitions: Transitions,
+def build_learner(
+    learner: str,
+    cfg: Any,
+    problem: Problem,
+    policies: Sequence[PolicySpec],
+    table: TransitionTable,
+    compile: str | None = None,
+) -> StackedLearner:
+    """The registered learner ``learner`` over ``policies`` (its config object ``cfg``)."""
+    import tge_ray.rl  # noqa: F401  (registers the learners)
+
+    entry = learner_entry(learner)
+    return entry.builder(cfg, problem, policies, table, batch_size=cfg.batch_size, compile=compile)
+
+
+def train_batch(
+    learner_name: str,
+    cfg: Any,
+    policies: Sequence[PolicySpec],
+    table: TransitionTable,
+    problem: Problem,
+    eval_cfg: Any,
     *,
     env_id: str,
     env_kwargs: dict[str, Any] | None,
     ref_min: float,
     ref_max: float,
-    seed: int,
-    out_dir: Path,
-    device: str = "cpu",
+    checkpoint: Path,
     progress: bool = True,
-    report: Callable[[dict], None] | None = None,
+    desc: str | None = None,
+    report: Callable[[list[EvalResult]], None] | None = None,
     log_every: int | None = None,
     use_ray: bool | None = None,
     eval_num_cpus: float = 1.0,
-    compile: bool | str = False,
-) -> PolicyResult:
-    """Train ``method`` (``iql``/``rebrac``/``bc``/``fbc``, or ``tge``/``oracle``) and evaluate it.
+    compile: str | None = None,
+) -> list[PolicyResult]:
+    """Train ``policies`` together in one ``learner_name`` learner and evaluate them.
 
-    ``fbc`` trains BC on ``transitions`` as given: the caller selects them
-    (``tge_ray.rl.filtered.top_episodes``).
-
-    ``report({"step", "score"})`` is called once per evaluation, in step order, when its result
-    arrives (for Tune's ASHA). ``use_ray=None`` evaluates in Ray tasks when Ray is initialised
-    and inline otherwise. ``log_every`` defaults to steps/200 clamped to [1, 1000]. ``compile``
-    runs the learner's losses through ``torch.compile`` (pays on long runs; see bench_rl); a
-    string names the mode (``reduce-overhead`` on GPUs: CUDA graphs).
+    ``report(results)`` is called once per evaluation step, in step order, with every policy's
+    result (a Tune trial reports their mean for ASHA). ``use_ray=None`` evaluates in Ray tasks
+    when Ray is initialised and inline otherwise. ``log_every`` defaults to steps/200 clamped to
+    [1, 1000]. ``compile`` is the learner's update mode (:mod:`tge_ray.rl.learner`).
     """
-    learner_name = resolve_method(method, rl_cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    env_kwargs = dict(env_kwargs or {})
+    checkpoint = Path(checkpoint)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     use_ray = _ray_running() if use_ray is None else use_ray
-    total_steps = rl_cfg.steps
-    log_every = log_every or int(np.clip(total_steps // 200, 1, 1000))
+    total = problem.total_steps
+    log_every = log_every or int(np.clip(total // 200, 1, 1000))
+    eval_every = eval_cfg.every
 
-    # 1. learner and sampler
-    action_low, action_high = _action_box(env_id, env_kwargs)
-    obs_mean, obs_std = transitions.observation_stats()
-    rewards = transitions.rewards
-    learner = make_learner(
-        learner_name, rl_cfg, transitions.obs_dim, transitions.act_dim, action_low, action_high,
-        obs_mean, obs_std, device=device, seed=seed,
-        reward_range=(float(rewards.min()), float(rewards.max())), compile=compile,
-    )
-    sampler = learner.make_sampler(transitions, seed=seed)
+    # 1. the learner
+    learner = build_learner(learner_name, cfg, problem, policies, table, compile)
+    seeds = [spec.seed for spec in policies]
     eval_kwargs = dict(
-        episodes=eval_cfg.episodes, num_envs=eval_cfg.num_envs, seed=seed + 10_000,
-        ref_min=ref_min, ref_max=ref_max, env_kwargs=env_kwargs,
+        episodes=eval_cfg.episodes, num_envs=eval_cfg.num_envs, seeds=[s + EVAL_SEED_OFFSET for s in seeds],
+        ref_min=ref_min, ref_max=ref_max, env_kwargs=dict(env_kwargs or {}),
         max_episode_steps=eval_cfg.max_episode_steps,
     )
-
-    history: list[EvalResult] = []
-    metrics: list[dict[str, float]] = []
-    if checkpoint_path.exists():
-        saved = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if not saved.get("complete", True) and saved.get("method") == learner_name \
-                and saved.get("total_steps") == total_steps:
+    identity = {"learner": learner_name, "seeds": seeds, "total_steps": total,
+                "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies]}
+    histories: list[list[EvalResult]] = [[] for _ in policies]
+    metrics: list[list[dict[str, float]]] = [[] for _ in policies]
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=learner.device, weights_only=False)
+        if not saved.get("complete", True) and saved.get("identity") == identity:
             learner.load_state_dict(saved["learner"])
-            sampler.load_state_dict(saved["sampler"])
-            history = [EvalResult(**{**r, "returns": tuple(r["returns"]), "lengths": tuple(r["lengths"])})
-                       for r in saved["eval_history"]]
-            metrics = list(saved["metrics"])
+            histories = [[EvalResult(**{**r, "returns": tuple(r["returns"]), "lengths": tuple(r["lengths"])})
+                          for r in policy] for policy in saved["eval_history"]]
+            metrics = saved["metrics"]
 
     pending: list[tuple[int, Any]] = []  # (step, ObjectRef) in submission order
-    reported = {r.step for r in history}
+    reported = {policy[-1].step for policy in histories if policy}
 
-    def deliver(result: EvalResult) -> None:
-        history.append(result)
-        if report is not None and result.step not in reported:
-            report({"step": result.step, "score": result.score})
-        reported.add(result.step)
+    def deliver(results: list[EvalResult]) -> None:
+        for history, result in zip(histories, results):
+            history.append(result)
+        if report is not None and results[0].step not in reported:
+            report(results)
+        reported.add(results[0].step)
 
     def collect(wait_for: int = 0) -> None:
-        """Move finished evaluations into the history in step order, waiting for the oldest
+        """Move finished evaluations into the histories in step order, waiting for the oldest
         ``wait_for`` of them."""
         import ray
 
@@ -197,44 +205,44 @@ def train_policy(
             pending.append((step, evaluate_remote(state, env_id, num_cpus=eval_num_cpus, step=step, **eval_kwargs)))
             collect(wait_for=len(pending) - MAX_EVALS_IN_FLIGHT)
         else:
-            deliver(evaluate_actor_state(state, env_id, torch_threads=torch.get_num_threads(), step=step,
-                                         **eval_kwargs))
+            deliver(evaluate_policies(state, env_id, step=step, torch_threads=torch.get_num_threads(), **eval_kwargs))
 
     def save(complete: bool) -> None:
         atomic_torch_save(
             {
-                "method": learner_name,
-                "requested_method": method,
+                "identity": identity,
                 "complete": complete,
-                "total_steps": total_steps,
                 "learner": learner.state_dict(),
-                "sampler": sampler.state_dict(),
-                "actor_state": learner.actor_state(),
-                "eval_history": [dataclasses.asdict(r) for r in history],
+                "eval_history": [[dataclasses.asdict(r) for r in history] for history in histories],
                 "metrics": metrics,
-                "rl_config": dataclasses.asdict(rl_cfg),
+                "actor_state": learner.actor_state(),
             },
-            checkpoint_path,
+            checkpoint,
         )
 
-    # 2./3. updates with periodic evaluations
+    # 2./3. updates in chunks up to the next log or evaluation step
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_steps, initial=learner.step, desc=f"{method}", dynamic_ncols=True)
+        label = desc or f"{learner_name} x{len(policies)}"
+        bar = tqdm(total=total, initial=learner.step, desc=label, dynamic_ncols=True)
     start = time.perf_counter()
     first_step = learner.step
-    while learner.step < total_steps:
-        step_metrics = learner.train_step(sampler.sample())
+    while learner.step < total:
         step = learner.step
-        if step % log_every == 0 or step == total_steps:
-            floats = metrics_to_floats(step_metrics)
-            metrics.append({"step": step, **floats})
+        stop = min(total, (step // log_every + 1) * log_every, (step // eval_every + 1) * eval_every)
+        learner.run(stop - step)
+        step = learner.step
+        if step % log_every == 0 or step == total:
+            rows = learner.metrics()
+            for policy_metrics, row in zip(metrics, rows):
+                policy_metrics.append({"step": step, **row})
             if bar is not None:
                 bar.update(step - bar.n)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in floats.items()}, refresh=False)
-        if step % eval_cfg.every == 0 and step < total_steps:
+                means = {k: np.mean([row[k] for row in rows]) for k in rows[0]}
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items()}, refresh=False)
+        if step % eval_every == 0 and step < total:
             evaluate(step)
             save(complete=False)
     seconds = time.perf_counter() - start
@@ -242,21 +250,60 @@ def train_policy(
         bar.close()
 
     # 4. final evaluation, gather the rest, final checkpoint
-    if not history or history[-1].step != total_steps:
-        evaluate(total_steps)
+    if not histories[0] or histories[0][-1].step != total:
+        evaluate(total)
     if use_ray:
         collect(wait_for=len(pending))
-    history.sort(key=lambda r: r.step)
+    for history in histories:
+        history.sort(key=lambda r: r.step)
     save(complete=True)
-    final = history[-1]
-    return PolicyResult(
-        method=learner_name,
-        score=final.score,
-        return_mean=final.return_mean,
-        return_std=final.return_std,
-        eval_history=[(r.step, r.score) for r in history],
-        metrics=metrics,
-        checkpoint=checkpoint_path,
-        steps=learner.step - first_step,
-        seconds=seconds,
-    )
+    actors = learner.actor_state()
+    from tge_ray.rl.nets import select_actor
+
+    return [
+        PolicyResult(
+            learner=learner_name,
+            seed=spec.seed,
+            score=history[-1].score,
+            return_mean=history[-1].return_mean,
+            return_std=history[-1].return_std,
+            eval_history=[(r.step, r.score) for r in history],
+            metrics=policy_metrics,
+            actor_state=select_actor(actors, [p]),
+            steps=learner.step - first_step,
+            seconds=seconds,
+            batch_size=len(policies),
+        )
+        for p, (spec, history, policy_metrics) in enumerate(zip(policies, histories, metrics))
+    ]
+
+
+def train_policy(
+    learner: str,
+    cfg: Any,
+    eval_cfg: Any,
+    transitions: Transitions,
+    *,
+    steps: int,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None,
+    ref_min: float,
+    ref_max: float,
+    seed: int,
+    checkpoint: Path,
+    hyper: dict[str, float] | None = None,
+    device: str = "cpu",
+    **kwargs: Any,
+) -> PolicyResult:
+    """One policy of learner ``learner`` (config object ``cfg``) on ``transitions``' rewards.
+
+    The one-policy form of :func:`train_batch` (diagnostics, tests); ``kwargs`` go to it.
+    """
+    low, high = action_box(env_id, env_kwargs)
+    table = TransitionTable.build(transitions, {"reward": transitions.rewards}, low, high, device)
+    mean, std = transitions.observation_stats()
+    spec = PolicySpec(seed, PolicyData("reward"), mean, std, dict(hyper or {}))
+    problem = Problem(transitions.obs_dim, transitions.act_dim, low, high, steps)
+    (result,) = train_batch(learner, cfg, [spec], table, problem, eval_cfg, env_id=env_id, env_kwargs=env_kwargs,
+                            ref_min=ref_min, ref_max=ref_max, checkpoint=checkpoint, **kwargs)
+    return result
