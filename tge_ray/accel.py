@@ -64,3 +64,18 @@ def compile_model(model: Any, setting: str | bool, device: torch.device | str, w
     if mode is None or world_size > 1:
         return model
     return torch.compile(model, mode=mode)
+
+
+def learner_compile_mode(setting: str | bool, device: torch.device | str) -> str | None:
+    """How the RL learners run their update under ``resources.compile`` (:mod:`tge_ray.rl.learner`).
+
+    ``auto``: a CUDA graph of several updates per replay on a GPU (the update is bound by kernel
+    launches there), eager on the CPU. ``True``: the same on a GPU, ``torch.compile`` on the CPU.
+    ``False``: eager everywhere. Unlike ``torch.compile``'s graphs, a captured CUDA graph is not
+    tied to the thread that captured it, so this holds inside Ray's threads too.
+    """
+    if setting is False:
+        return None
+    if torch.device(device).type == "cuda":
+        return "cuda-graph"
+    return "default" if setting is True else None

@@ -13,6 +13,7 @@ from typing import Literal
 from tge_ray.config.checks import NO_RESULT, check, in_range, positive
 from tge_ray.config.learners import RLConfig
 from tge_ray.errors import ConfigError
+from tge_ray.methods import METHOD_NAMES
 
 # ----------------------------------------------------------------------------- stage configs
 
@@ -314,7 +315,7 @@ class TrackingConfig:
     project: str = field(default="tge", metadata=NO_RESULT)
 
 
-METHODS = ("tge", "bc", "oracle")
+METHODS = METHOD_NAMES  # tge_ray.methods holds what each method is
 
 
 @dataclass

@@ -158,35 +158,71 @@ class ArtifactStore:
         ``earlier``: the keys an earlier version gave the same work
         (:func:`tge_ray.pipeline.upgrade.earlier_artifacts`), tried when this key is missing.
         """
-        name = self.name(stage, dependencies)
-        folder = self.root / name
-        if self.find(stage, dependencies) is not None:
-            return Artifact(folder, name, reused=True)
-        if earlier:
+        if earlier and self.find(stage, dependencies) is None:
             found = self.earlier(stage, earlier, note)
             if found is not None:
                 return found
-        with self._lock(name):
-            if self.find(stage, dependencies) is not None:  # built by another trial meanwhile
-                return Artifact(folder, name, reused=True)
-            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.tmp-"))
-            try:
-                started = time.time()
-                facts = build(tmp) or {}
+        (artifact,) = self.get_or_build_many(
+            stage, [dependencies], lambda missing, folders, scratch: [build(folders[0]) or {}]
+        )
+        return artifact
+
+    def get_or_build_many(
+        self,
+        stage: str,
+        dependencies: list[dict[str, Any]],
+        build: Callable[[list[int], list[Path], Path], list[dict[str, Any]]],
+    ) -> list[Artifact]:
+        """Several artifacts of one stage, the missing ones built together by one call.
+
+        ``build(missing, folders, scratch)`` gets the indices of the missing artifacts, a private
+        folder for each, and a scratch folder that outlives an interrupted build (its name is
+        a key of the missing set, so a rerun that misses the same artifacts finds it again,
+        e.g. a resumable checkpoint; it is removed once they are all in place). It returns
+        each one's facts. The policy stage builds a batch of policies this way: every policy is
+        its own artifact, reused alone, and only the missing ones are trained. Locks are taken in
+        name order, so two runs that miss overlapping sets cannot deadlock.
+        """
+        names = [self.name(stage, deps) for deps in dependencies]
+        first = {name: names.index(name) for name in names}  # one build per distinct artifact
+        missing = [i for name, i in first.items() if self.find(stage, dependencies[i]) is None]
+        built: set[str] = set()
+        if missing:
+            with contextlib.ExitStack() as locks:
+                for name in sorted(names[i] for i in missing):
+                    locks.enter_context(self._lock(name))
+                missing = [i for i in missing if self.find(stage, dependencies[i]) is None]  # built meanwhile?
+                if missing:
+                    self._build_many(stage, names, dependencies, missing, build)
+                    built = {names[i] for i in missing}
+        return [Artifact(self.root / name, name, reused=name not in built) for name in names]
+
+    def _build_many(self, stage: str, names: list[str], dependencies: list[dict[str, Any]], missing: list[int],
+                    build: Callable[[list[int], list[Path], Path], list[dict[str, Any]]]) -> None:
+        scratch = self.root / f".{stage}-scratch-{artifact_key({'missing': sorted(names[i] for i in missing)})}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        folders = [Path(tempfile.mkdtemp(dir=self.root, prefix=f".{names[i]}.tmp-")) for i in missing]
+        try:
+            started = time.time()
+            facts = build(missing, folders, scratch)
+            seconds = round(time.time() - started, 3)
+            for i, folder, fact in zip(missing, folders, facts):
                 manifest = {
                     "stage": stage,
-                    "dependencies": dependencies,
-                    "facts": facts,
-                    "seconds": round(time.time() - started, 3),
+                    "dependencies": dependencies[i],
+                    "facts": fact or {},
+                    "seconds": seconds,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
-                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-                replace_folder(tmp, folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if self.remote:
-                self._upload(name)
-        return Artifact(folder, name, reused=False)
+                (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+                replace_folder(folder, self.root / names[i])
+            shutil.rmtree(scratch, ignore_errors=True)
+        finally:
+            for folder in folders:
+                shutil.rmtree(folder, ignore_errors=True)
+        if self.remote:
+            for i in missing:
+                self._upload(names[i])
 
     def manifest(self, artifact: Artifact) -> dict[str, Any]:
         return json.loads((artifact.path / MANIFEST).read_text())

@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tge_ray.config import ExperimentConfig, to_dict
 from tge_ray.data.task import LfOTask, build_task
 from tge_ray.data.windows import Windows
 from tge_ray.errors import ConfigError, TGEError
+from tge_ray.pipeline import files
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
-from tge_ray.pipeline.policies import method_label, policy_stage
+from tge_ray.pipeline.policies import PolicyRequest, plan, policy_stage
 from tge_ray.pipeline.run_folder import ArtifactRef, RunRecord, write_run_folder
 from tge_ray.pipeline.session import quiet_ray_data, ray_session
 from tge_ray.pipeline.stages import (
@@ -46,12 +49,18 @@ from tge_ray.tracking import check_available, track_run
 
 @dataclass
 class RunResult:
-    """What ``tge run`` produced: scores per method, diagnostics, and where it all lives."""
+    """What ``tge run`` produced: scores per method, diagnostics, and where it all lives.
+
+    ``scores`` and ``returns`` are per result label, over the run's RL seeds (the mean; with one
+    seed, that policy's); ``score_std`` is their std over seeds, ``policies`` each policy's own.
+    """
 
     run_dir: Path
     scores: dict[str, float]
     returns: dict[str, tuple[float, float]]
     separation: dict[str, float]
+    score_std: dict[str, float] = field(default_factory=dict)
+    policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     selection: dict[str, Any] | None = None  # what filtered BC (backbone fbc) kept of D_mu
@@ -75,38 +84,62 @@ def run_experiment(
     given, is filled with each stage's artifact as soon as the stage is done. ``verbose`` lets
     Ray's warnings and info lines through to the terminal.
     """
+    return run_experiments([cfg], progress, report, run_root, None if stages is None else [stages], verbose)[0]
+
+
+def run_experiments(
+    cfgs: list[ExperimentConfig],
+    progress: bool = True,
+    report: Any = None,
+    run_root: Path | None = None,
+    stages: list[dict[str, Artifact]] | None = None,
+    verbose: bool = False,
+) -> list[RunResult]:
+    """Several runs that differ only in their seed (a sweep trial's seeds), one run folder each.
+
+    Each run has its own diffusion model, embeddings and rewards; their policies then train as
+    one batch per learner (every run's TGE reward is a column of one table), so S seeds of a
+    configuration cost one program, not S.
+    """
     started = time.time()
-    if run_root is None and is_uri(cfg.storage):
+    first = cfgs[0]
+    for cfg in cfgs[1:]:
+        if {**to_dict(cfg), "seed": 0, "name": None} != {**to_dict(first), "seed": 0, "name": None}:
+            raise ValueError("run_experiments: the runs may differ only in their seed")
+    if run_root is None and is_uri(first.storage):
         raise TGEError(
-            f"storage={cfg.storage!r}: `tge run` writes its run folder locally; use a local path "
+            f"storage={first.storage!r}: `tge run` writes its run folder locally; use a local path "
             "(sweeps accept cloud URIs with --storage)"
         )
-    check_available(cfg.tracking)  # a tracker that is not installed: one line before anything runs
-    seed_everything(cfg.seed)
-    if cfg.resources.torch_threads:
+    check_available(first.tracking)  # a tracker that is not installed: one line before anything runs
+    seed_everything(first.seed)
+    if first.resources.torch_threads:
         import torch
 
-        torch.set_num_threads(cfg.resources.torch_threads)
-    with ray_session(cfg, verbose):
-        store = ArtifactStore(cfg.storage)
+        torch.set_num_threads(first.resources.torch_threads)
+    with ray_session(first, verbose):
+        store = ArtifactStore(first.storage)
         quiet_ray_data(verbose)
-        result = _run_stages(cfg, store, progress, report, Path(run_root or cfg.storage), stages)
-    result.seconds = time.time() - started
-    if progress or run_root is None:
-        _print_table(cfg, result)
-    if run_root is None:  # `tge run`; a sweep hands its trials to the trackers itself
-        track_run(result.run_dir, cfg.tracking)
-    return result
+        results = _run_stages(cfgs, store, progress, report, Path(run_root or first.storage),
+                              stages or [{} for _ in cfgs])
+    for result in results:
+        result.seconds = time.time() - started
+        if progress or run_root is None:
+            _print_table(first, result)
+        if run_root is None:  # `tge run`; a sweep hands its trials to the trackers itself
+            track_run(result.run_dir, first.tracking)
+    return results
 
 
 def _run_stages(
-    cfg: ExperimentConfig,
+    cfgs: list[ExperimentConfig],
     store: ArtifactStore,
     progress: bool,
     report: Any,
     run_root: Path,
-    stages: dict[str, Artifact] | None,
-) -> RunResult:
+    stages: list[dict[str, Artifact]],
+) -> list[RunResult]:
+    cfg = cfgs[0]
     horizon = cfg.windows.horizon
     # 1. data
     say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
@@ -124,54 +157,87 @@ def _run_stages(
             f"reward.k={cfg.reward.k} exceeds the {n_index}{which} expert windows of D_E: use "
             f"reward.k <= {n_index} or more demos (task.n_demos)"
         )
-    artifacts: dict[str, Artifact] = {} if stages is None else stages
-    rewards: Artifact | None = None
-    separation: dict[str, float] = {}
-    correlation: dict[str, float] | None = None
-    if "tge" in cfg.methods:
-        # 3. diffusion model
-        say(progress, f"[3/6] diffusion: {cfg.diffusion.steps} steps on {cfg.resources.train_workers} Ray Train worker(s)")
-        artifacts["diffusion"] = diffusion_stage(cfg, store, task, mixed_windows, progress)
-        # 4. embeddings
-        say(progress, f"[4/6] embeddings: {cfg.resources.embed_actors} Ray Data actor(s)")
-        artifacts["embeddings"] = embedding_stage(cfg, store, artifacts["diffusion"], mixed_windows, demo_windows)
-        # 5. rewards
-        say(progress, f"[5/6] rewards: {cfg.reward.kernel} kernel, k={cfg.reward.k}, sigma={cfg.reward.sigma}")
-        rewards = artifacts["rewards"] = reward_stage(cfg, store, artifacts["embeddings"], task)
-        separation = store.manifest(rewards)["facts"]["separation"]
-        correlation = true_reward_correlation_of(rewards, task)
-    # 6. policies
-    scores, returns, selection = {}, {}, None
-    for method in cfg.methods:
-        label = method_label(method, cfg)
-        say(progress, f"[6/6] policy: {label}, {cfg.rl.steps} updates")
-        artifact = artifacts[f"policy-{label}"] = policy_stage(cfg, store, method, task, rewards, progress, report)
+    separations: list[dict[str, float]] = []
+    correlations: list[dict[str, float] | None] = []
+    requests, reward_columns = [], {}
+    for run, (run_cfg, artifacts) in enumerate(zip(cfgs, stages)):
+        rewards: Artifact | None = None
+        separation: dict[str, float] = {}
+        correlation: dict[str, float] | None = None
+        if "tge" in run_cfg.methods:
+            seed_note = f" (seed {run_cfg.seed})" if len(cfgs) > 1 else ""
+            # 3. diffusion model
+            say(progress, f"[3/6] diffusion{seed_note}: {run_cfg.diffusion.steps} steps on "
+                          f"{run_cfg.resources.train_workers} Ray Train worker(s)")
+            artifacts["diffusion"] = diffusion_stage(run_cfg, store, task, mixed_windows, progress)
+            # 4. embeddings
+            say(progress, f"[4/6] embeddings{seed_note}: {run_cfg.resources.embed_actors} Ray Data actor(s)")
+            artifacts["embeddings"] = embedding_stage(run_cfg, store, artifacts["diffusion"], mixed_windows, demo_windows)
+            # 5. rewards
+            say(progress, f"[5/6] rewards{seed_note}: {run_cfg.reward.kernel} kernel, k={run_cfg.reward.k}, "
+                          f"sigma={run_cfg.reward.sigma}")
+            rewards = artifacts["rewards"] = reward_stage(run_cfg, store, artifacts["embeddings"], task)
+            separation = store.manifest(rewards)["facts"]["separation"]
+            correlation = true_reward_correlation_of(rewards, task)
+            reward_columns[f"tge:{rewards.name}"] = files.read_rewards(rewards.path).scaled
+        separations.append(separation)
+        correlations.append(correlation)
+        requests += plan(run_cfg, run, rewards)
+    # 6. policies: every run's, one batch per learner
+    policies = policy_stage(cfgs, requests, store, task, reward_columns, progress, report)
+    results = []
+    for run, (run_cfg, artifacts) in enumerate(zip(cfgs, stages)):
+        mine = [(request, artifact) for request, artifact in zip(requests, policies) if request.run == run]
+        for request, artifact in mine:
+            artifacts[f"policy-{request.label}-seed{run_cfg.seed + request.offset}"] = artifact
+        result = _summarise(run_cfg, store, mine)
+        result.separation, result.true_reward_correlation = separations[run], correlations[run]
+        result.artifacts = {name: {"name": a.name, "path": str(a.path), "reused": a.reused}
+                            for name, a in artifacts.items()}
+        result.run_dir = write_run_folder(run_cfg, task, artifacts, _record(run_cfg, store, task, artifacts, result),
+                                          run_root)
+        results.append(result)
+    return results
+
+
+def _summarise(cfg: ExperimentConfig, store: ArtifactStore,
+               policies: list[tuple[PolicyRequest, Artifact]]) -> RunResult:
+    """Per label: every policy's facts, and the mean ± std over its seeds."""
+    per_label: dict[str, list[dict[str, Any]]] = {}
+    selection = None
+    for request, artifact in policies:
         facts = store.manifest(artifact)["facts"]
-        scores[label] = float(facts["score"])
-        returns[label] = (float(facts["return_mean"]), float(facts["return_std"]))
+        per_label.setdefault(request.label, []).append({
+            "seed": cfg.seed + request.offset,
+            "score": float(facts["score"]),
+            "return_mean": float(facts["return_mean"]),
+            "return_std": float(facts["return_std"]),
+            "eval_history": facts.get("eval_history", []),
+            "artifact": artifact.name,
+        })
         selection = facts.get("selection", selection)
-    result = RunResult(
-        run_dir=Path(),
-        scores=scores,
-        returns=returns,
-        separation=separation,
-        selection=selection,
-        true_reward_correlation=correlation,
-        artifacts={name: {"name": a.name, "path": str(a.path), "reused": a.reused} for name, a in artifacts.items()},
-    )
-    result.run_dir = write_run_folder(cfg, task, artifacts, _record(cfg, store, task, artifacts, result), run_root)
-    return result
+    scores, score_std, returns = {}, {}, {}
+    for label, rows in per_label.items():
+        values = np.array([row["score"] for row in rows])
+        means = np.array([row["return_mean"] for row in rows])
+        stds = np.array([row["return_std"] for row in rows])
+        scores[label], score_std[label] = float(values.mean()), float(values.std())
+        # the std over every evaluation episode of every seed (each seed runs as many episodes)
+        pooled = float(np.sqrt(max(np.mean(stds**2 + means**2) - means.mean() ** 2, 0.0)))
+        returns[label] = (float(means.mean()), pooled)
+    return RunResult(run_dir=Path(), scores=scores, returns=returns, separation={}, score_std=score_std,
+                     policies=per_label, selection=selection)
 
 
 def _record(
     cfg: ExperimentConfig, store: ArtifactStore, task: LfOTask, artifacts: dict[str, Artifact], result: RunResult
 ) -> RunRecord:
     """The run's record (results.json)."""
-    history = {
-        name.removeprefix("policy-"): store.manifest(a)["facts"].get("eval_history", [])
-        for name, a in artifacts.items()
-        if name.startswith("policy-")
-    }
+    history = {}
+    for label, rows in result.policies.items():  # the mean learning curve over seeds
+        steps = [step for step, _ in rows[0]["eval_history"]]
+        curves = np.array([[score for _, score in row["eval_history"]] for row in rows])
+        history[label] = [(int(step), float(score)) for step, score in zip(steps, curves.mean(0))]
     return RunRecord(
         scores=result.scores,
         returns=result.returns,
@@ -179,7 +245,9 @@ def _record(
         task=task.summary(),
         config=to_dict(cfg),
         artifacts={name: ArtifactRef(a.name, a.path, a.reused) for name, a in artifacts.items()},
-        eval_history={label: [(int(step), float(score)) for step, score in points] for label, points in history.items()},
+        eval_history=history,
+        score_std=result.score_std,
+        policies=result.policies,
         true_reward_correlation=result.true_reward_correlation,
         filtered_bc=result.selection,
         reward_scaling=store.manifest(artifacts["rewards"])["facts"]["scaling"] if "rewards" in artifacts else None,
@@ -204,10 +272,13 @@ def _correlation_line(correlation: dict[str, Any]) -> str:
 
 
 def _print_table(cfg: ExperimentConfig, result: RunResult) -> None:
-    rows = [("method", "normalised score", "return (mean ± std)")]
+    seeds = cfg.rl.seeds
+    rows = [("method", "normalised score" + (f" (mean ± std, {seeds} seeds)" if seeds > 1 else ""),
+             "return (mean ± std)")]
     for label, score in result.scores.items():
         mean, std = result.returns[label]
-        rows.append((label, f"{score:.1f}", f"{mean:.1f} ± {std:.1f}"))
+        shown = f"{score:.1f} ± {result.score_std[label]:.1f}" if seeds > 1 else f"{score:.1f}"
+        rows.append((label, shown, f"{mean:.1f} ± {std:.1f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"TGE run {cfg.run_name()} ({result.seconds:.0f} s)"]
     for number, row in enumerate(rows):

@@ -58,8 +58,12 @@ class RunRecord:
     """results.json, typed.
 
     Attributes:
-        scores: method label -> normalised score of the final policy.
-        returns: method label -> (mean, std) of the final policy's returns.
+        scores: method label -> normalised score of the final policies (the mean over RL seeds).
+        returns: method label -> (mean, std) of the final policies' returns (std over every
+            evaluation episode of every seed).
+        score_std: method label -> std of the score over RL seeds (0 with one seed; empty in
+            records older than ``rl.seeds``).
+        policies: method label -> each policy's seed, score, returns, eval history and artifact.
         separation: the reward's separation diagnostic (empty without a reward stage).
         task: the task summary (:meth:`tge_ray.data.task.LfOTask.summary`).
         config: the resolved config as a mapping.
@@ -79,6 +83,8 @@ class RunRecord:
     config: dict[str, Any]
     artifacts: dict[str, ArtifactRef] = field(default_factory=dict)
     eval_history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    score_std: dict[str, float] = field(default_factory=dict)
+    policies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     true_reward_correlation: dict[str, Any] | None = None
     filtered_bc: dict[str, Any] | None = None
     reward_scaling: dict[str, Any] | None = None
@@ -92,6 +98,8 @@ class RunRecord:
             "scores": self.scores,
             "returns": {label: {"mean": mean, "std": std} for label, (mean, std) in self.returns.items()},
             "separation": self.separation,
+            **({"score_std": self.score_std} if self.score_std else {}),
+            **({"policies": self.policies} if self.policies else {}),
             **({"true_reward_correlation": self.true_reward_correlation} if self.true_reward_correlation else {}),
             **({"filtered_bc": self.filtered_bc} if self.filtered_bc else {}),
             "reward_scaling": self.reward_scaling,
@@ -113,7 +121,8 @@ class RunRecord:
             data = upgrade_results(data, source)
         except TGEError as exc:
             raise RunFolderError(str(exc)) from None
-        known = {VERSION_KEY, "scores", "returns", "separation", "true_reward_correlation", "filtered_bc",
+        known = {VERSION_KEY, "scores", "returns", "separation", "score_std", "policies", "true_reward_correlation",
+                 "filtered_bc",
                  "reward_scaling", "eval_history", "task", "artifacts", "config"}
         artifacts = {
             stage: ArtifactRef(str(ref.get("name", "")), Path(str(ref["path"])), bool(ref.get("reused", False)))
@@ -128,6 +137,8 @@ class RunRecord:
             config=dict(data.get("config") or {}),
             artifacts=artifacts,
             eval_history={label: _history(points) for label, points in (data.get("eval_history") or {}).items()},
+            score_std={label: float(std) for label, std in (data.get("score_std") or {}).items()},
+            policies=dict(data.get("policies") or {}),
             true_reward_correlation=data.get("true_reward_correlation"),
             filtered_bc=data.get("filtered_bc"),
             reward_scaling=data.get("reward_scaling"),

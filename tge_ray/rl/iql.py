@@ -38,7 +38,7 @@ class IQL(StackedLearner):
     """IQL; the oracle baseline is this learner on the dataset's true rewards."""
 
     name = "iql"
-    per_policy = ("lr", "beta", "expectile")
+    per_policy = ("lr", "beta", "expectile", "tau")
 
     def _build(self) -> None:
         cfg, problem = self.cfg, self.problem
@@ -66,7 +66,7 @@ class IQL(StackedLearner):
             ParamGroup(actor_names, lr, schedule="cosine"),
         ], problem.total_steps)}
         self.beta, self.expectile = self.hyper("beta"), self.hyper("expectile")
-        self.tau = torch.full((self.n_policies * TWIN, 1, 1), cfg.tau, device=self.device)
+        self.tau = self.hyper("tau").repeat_interleave(TWIN).view(-1, 1, 1)  # (P*2, 1, 1)
 
     def _loss(self, params: dict[str, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sum over policies of the value, critic and actor losses, and (P,) metrics."""

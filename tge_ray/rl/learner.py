@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,17 +58,19 @@ class PolicySpec:
     """One policy of a batch.
 
     Attributes:
+        config: its learner's config object (``IQLConfig``, ...), every field a single value.
+            Policies of one batch may differ only in the learner's ``per_policy`` fields. This
+            object is what the learner consumes, and what the policy's artifact key is made of.
         seed: its seed: initial weights, batch indices, noise.
         data: its reward column and rows of the shared table.
         obs_mean, obs_std: statistics it normalises observations with (those of its rows).
-        hyper: its own values of per-policy hyper-parameters (missing ones: the config's).
     """
 
+    config: Any
     seed: int
     data: PolicyData
     obs_mean: np.ndarray
     obs_std: np.ndarray
-    hyper: dict[str, float] = field(default_factory=dict)
 
 
 class StackedLearner:
@@ -80,26 +82,26 @@ class StackedLearner:
 
     def __init__(
         self,
-        cfg: Any,
         problem: Problem,
         policies: Sequence[PolicySpec],
         table: TransitionTable,
         *,
-        batch_size: int,
         compile: str | None = None,
     ) -> None:
         if not policies:
             raise ValueError("a learner needs at least one policy")
-        unknown = {key for spec in policies for key in spec.hyper} - set(self.per_policy)
-        if unknown:
-            raise ValueError(f"{self.name}: {sorted(unknown)} cannot differ between policies "
-                             f"(per-policy fields: {', '.join(self.per_policy) or 'none'})")
-        self.cfg, self.problem, self.policies = cfg, problem, list(policies)
+        self.cfg = policies[0].config  # the shared fields; per-policy ones are read per spec
+        for spec in policies[1:]:
+            for f in dataclasses.fields(self.cfg):
+                if f.name not in self.per_policy and getattr(spec.config, f.name) != getattr(self.cfg, f.name):
+                    raise ValueError(f"{self.name}: policies of one batch differ in {f.name!r}, which they must "
+                                     f"share (per-policy fields: {', '.join(self.per_policy) or 'none'})")
+        self.problem, self.policies = problem, list(policies)
         self.n_policies = len(self.policies)
         self.device = table.device
-        self.batch_size = batch_size
+        self.batch_size = self.cfg.batch_size
         self.seeds = torch.tensor([spec.seed for spec in self.policies], dtype=torch.int64, device=self.device)
-        self.view = table.view([spec.data for spec in self.policies], batch_size,
+        self.view = table.view([spec.data for spec in self.policies], self.batch_size,
                                [(spec.obs_mean, spec.obs_std) for spec in self.policies])
         self.step = 0  # updates done (host copy, advanced by run())
         self.step_tensor = torch.zeros((), dtype=torch.int64, device=self.device)  # the same, on the device
@@ -122,8 +124,7 @@ class StackedLearner:
 
     def hyper(self, name: str) -> torch.Tensor:
         """(P, 1) float32: each policy's value of hyper-parameter ``name``."""
-        values = [float(spec.hyper[name]) if name in spec.hyper else float(getattr(self.cfg, name))
-                  for spec in self.policies]
+        values = [float(getattr(spec.config, name)) for spec in self.policies]
         return torch.tensor(values, dtype=torch.float32, device=self.device).view(-1, 1)
 
     def generators(self, salt: int = 0) -> list[torch.Generator]:

@@ -1,6 +1,6 @@
 """Train a batch of policies in one learner, evaluating them all at once in Ray tasks on the way.
 
-    results = train_batch("iql", cfg.rl.iql, policies, table, problem, cfg.evaluation,
+    results = train_batch("iql", policies, table, problem, cfg.evaluation,
                           env_id="Hopper-v5", env_kwargs={}, ref_min=-20.3, ref_max=3234.3,
                           checkpoint=Path(".../batch.pt"))
 
@@ -108,22 +108,19 @@ def _ray_running() -> bool:
 
 def build_learner(
     learner: str,
-    cfg: Any,
     problem: Problem,
     policies: Sequence[PolicySpec],
     table: TransitionTable,
     compile: str | None = None,
 ) -> StackedLearner:
-    """The registered learner ``learner`` over ``policies`` (its config object ``cfg``)."""
+    """The registered learner ``learner`` over ``policies``."""
     import tge_ray.rl  # noqa: F401  (registers the learners)
 
-    entry = learner_entry(learner)
-    return entry.builder(cfg, problem, policies, table, batch_size=cfg.batch_size, compile=compile)
+    return learner_entry(learner).builder(problem, policies, table, compile=compile)
 
 
 def train_batch(
     learner_name: str,
-    cfg: Any,
     policies: Sequence[PolicySpec],
     table: TransitionTable,
     problem: Problem,
@@ -157,7 +154,7 @@ def train_batch(
     eval_every = eval_cfg.every
 
     # 1. the learner
-    learner = build_learner(learner_name, cfg, problem, policies, table, compile)
+    learner = build_learner(learner_name, problem, policies, table, compile)
     seeds = [spec.seed for spec in policies]
     eval_kwargs = dict(
         episodes=eval_cfg.episodes, num_envs=eval_cfg.num_envs, seeds=[s + EVAL_SEED_OFFSET for s in seeds],
@@ -291,19 +288,18 @@ def train_policy(
     ref_max: float,
     seed: int,
     checkpoint: Path,
-    hyper: dict[str, float] | None = None,
     device: str = "cpu",
     **kwargs: Any,
 ) -> PolicyResult:
-    """One policy of learner ``learner`` (config object ``cfg``) on ``transitions``' rewards.
+    """One policy of learner ``learner`` (its config object ``cfg``) on ``transitions``' rewards.
 
     The one-policy form of :func:`train_batch` (diagnostics, tests); ``kwargs`` go to it.
     """
     low, high = action_box(env_id, env_kwargs)
     table = TransitionTable.build(transitions, {"reward": transitions.rewards}, low, high, device)
     mean, std = transitions.observation_stats()
-    spec = PolicySpec(seed, PolicyData("reward"), mean, std, dict(hyper or {}))
+    spec = PolicySpec(cfg, seed, PolicyData("reward"), mean, std)
     problem = Problem(transitions.obs_dim, transitions.act_dim, low, high, steps)
-    (result,) = train_batch(learner, cfg, [spec], table, problem, eval_cfg, env_id=env_id, env_kwargs=env_kwargs,
+    (result,) = train_batch(learner, [spec], table, problem, eval_cfg, env_id=env_id, env_kwargs=env_kwargs,
                             ref_min=ref_min, ref_max=ref_max, checkpoint=checkpoint, **kwargs)
     return result

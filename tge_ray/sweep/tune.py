@@ -1,10 +1,11 @@
 """``tge sweep``: Ray Tune + OptunaSearch over a space file, ASHA on evaluation scores.
 
 Each trial is one configuration run over ``sweep.seeds`` seeds (seed, seed + 1, ...), the TGE
-method only; the searcher sees the mean final normalised score (``score``) and the results
-carry its std. While a trial trains, every policy evaluation is reported (``score`` = that
-evaluation's normalised score, ``evaluations`` = how many so far over all seeds); ASHA compares
-trials at equal ``evaluations``, i.e. the same seed and evaluation step, and stops weak ones.
+method only: each seed has its own diffusion model and rewards, and all the seeds' policies (and
+``rl.seeds`` RL seeds of each) train as one batch. The searcher sees the mean final normalised
+score (``score``) and the results carry its std. While a trial trains, each evaluation of the
+batch is reported (``score`` = the mean over its policies, ``evaluations`` = how many so far);
+ASHA compares trials at equal ``evaluations``, i.e. the same update step, and stops weak ones.
 
 Trials share the artifact store under ``<storage>/artifacts``: one diffusion model per (data,
 H, diffusion config, seed) however many trials need it (a lock makes the others wait and reuse
@@ -35,17 +36,15 @@ TIME_ATTR = "evaluations"
 
 
 def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
-    """One Tune trial: the sampled configuration over every seed."""
+    """One Tune trial: the sampled configuration over every seed, their policies in one batch."""
     import ray.tune
 
-    from tge_ray.pipeline.run import run_experiment
+    from tge_ray.pipeline.run import run_experiments
 
     first = space.config(config)
     trial_dir = Path(ray.tune.get_context().get_trial_dir())
     evaluations = 0
-    scores: list[float] = []
-    seconds = 0.0
-    stages_of_seeds: list[dict[str, Any]] = []  # artifacts of each seed's run, filled live
+    stages_of_seeds: list[dict[str, Any]] = [{} for _ in range(first.sweep.seeds)]  # filled live
 
     def usage() -> dict[str, int]:
         artifacts = [a for stages in stages_of_seeds for a in stages.values()]
@@ -62,23 +61,27 @@ def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
             {METRIC: float(event["score"]), TIME_ATTR: evaluations, "step": int(event["step"]), **usage()}
         )
 
-    for offset in range(first.sweep.seeds):
-        cfg = space.config(config, {"seed": first.seed + offset, "storage": storage, "methods": ["tge"]})
-        stages_of_seeds.append({})
-        result = run_experiment(cfg, progress=False, report=report, run_root=trial_dir, stages=stages_of_seeds[-1])
-        scores.append(result.scores[f"tge-{cfg.rl.backbone}"])
-        seconds += result.seconds
+    cfgs = [space.config(config, {"seed": first.seed + offset, "storage": storage, "methods": ["tge"]})
+            for offset in range(first.sweep.seeds)]
+    results = run_experiments(cfgs, progress=False, report=report, run_root=trial_dir, stages=stages_of_seeds)
+    label = f"tge-{first.rl.backbone}"
+    scores = [score for result in results for score in _policy_scores(result, label)]
     ray.tune.report(
         {
             METRIC: float(np.mean(scores)),
             "score_std": float(np.std(scores)),
             "seeds": first.sweep.seeds,
             TIME_ATTR: evaluations + 1,
-            "run_seconds": seconds,
+            "run_seconds": results[0].seconds,
             FINAL: True,
             **usage(),
         }
     )
+
+
+def _policy_scores(result: Any, label: str) -> list[float]:
+    """Every TGE policy's final score of one run (all its RL seeds and per-policy values)."""
+    return [row["score"] for key, rows in result.policies.items() if key.split("[", 1)[0] == label for row in rows]
 
 
 def fit_concurrency(max_concurrent: int, cpus_per_trial: float, stage_cpus: float, cpus: float) -> tuple[int, str | None]:
@@ -206,8 +209,8 @@ def _first_sample(space: SearchSpace) -> dict[str, Any]:
 
 
 def _max_evaluations(cfg: Any) -> int:
-    per_seed = math.ceil(cfg.rl.steps / cfg.evaluation.every) + 1
-    return per_seed * cfg.sweep.seeds + 1
+    """Reports of one trial: one per evaluation of its batch (every seed at once), and the final."""
+    return math.ceil(cfg.rl.steps / cfg.evaluation.every) + 1
 
 
 def _has_sweep(sweep_path: str) -> bool:
