@@ -41,7 +41,7 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     assert results["config"]["windows"]["horizon"] == 8
     for name in (files.CONFIG_FILE, files.METRICS_FILE, files.REWARD_HISTOGRAM_FILE, files.EMBEDDING_PROJECTION_FILE):
         assert (run_dir / name).stat().st_size > 0
-    for stage in ("diffusion", "policy-tge-iql", "policy-bc", "policy-oracle-iql"):
+    for stage in ("diffusion", "policy-tge-iql-seed0", "policy-bc-seed0", "policy-oracle-iql-seed0"):
         assert files.run_checkpoint(run_dir, stage).stat().st_size > 0
     assert load_config(run_dir / files.CONFIG_FILE).task.offline == tiny_datasets["offline"]
     run = RunFolder.open(run_dir)  # the record reads back as written
@@ -56,7 +56,7 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.sigma=0.5", "methods=[tge]"])
     again = run_experiment(cfg, progress=False)
     reused = {name: a["reused"] for name, a in again.artifacts.items()}
-    assert reused == {"diffusion": True, "embeddings": True, "rewards": False, "policy-tge-iql": False}
+    assert reused == {"diffusion": True, "embeddings": True, "rewards": False, "policy-tge-iql-seed0": False}
 
     # reward.expert_windows=complete changes only the expert index: new rewards, same embeddings.
     cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.expert_windows=complete", "methods=[tge]", "rl.steps=1"])
@@ -151,7 +151,7 @@ def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp
     (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__fbc__")]
     results = json.loads((run_dir / files.RESULTS_FILE).read_text())
     assert set(results["scores"]) == {"tge-fbc", "bc"}
-    assert results["artifacts"]["policy-tge-fbc"]["path"] != results["artifacts"]["policy-bc"]["path"]
+    assert results["artifacts"]["policy-tge-fbc-seed0"]["path"] != results["artifacts"]["policy-bc-seed0"]["path"]
     kept = results["filtered_bc"]
     assert kept["rule"] == "auto" and 0 < kept["episodes"] < kept["episodes_total"]
     # The same selection again from the stored rewards, the task's episode numbers, and a prior
@@ -170,3 +170,38 @@ def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp
     text = (run_dir / "report.md").read_text()
     assert f"TGE-filtered BC (Otsu cut): {kept['episodes']} of {kept['episodes_total']} episodes" in text
     assert "shrunk towards D_mu's mean by 1 window(s) of H" in text
+
+
+def test_rl_seeds_train_as_one_batch_and_more_seeds_reuse_the_first(ray_session, tiny_datasets, tmp_path, capsys):
+    """rl.seeds=2: two policies per method over the same rewards, reported as mean ± std; asking
+    for three later trains only the third, one policy per method in one batch."""
+    extra = ("methods=[tge,oracle]", "rl.steps=4", "evaluation.every=2", "rl.seeds=2")
+    assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path, *extra)]) == 0
+    out = capsys.readouterr().out
+    assert "(mean ± std, 2 seeds)" in out
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__")]
+    results = json.loads((run_dir / files.RESULTS_FILE).read_text())
+    for label in ("tge-iql", "oracle-iql"):
+        policies = results["policies"][label]
+        assert [p["seed"] for p in policies] == [0, 1]
+        scores = [p["score"] for p in policies]
+        assert results["scores"][label] == pytest.approx(np.mean(scores))
+        assert results["score_std"][label] == pytest.approx(np.std(scores))
+        assert results["eval_history"][label][-1] == [4, pytest.approx(np.mean(scores))]
+    assert len({p["artifact"] for rows in results["policies"].values() for p in rows}) == 4
+
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["rl.seeds=3"])
+    again = run_experiment(cfg, progress=False)
+    reused = {name: a["reused"] for name, a in again.artifacts.items() if name.startswith("policy-")}
+    assert reused == {"policy-tge-iql-seed0": True, "policy-tge-iql-seed1": True, "policy-tge-iql-seed2": False,
+                      "policy-oracle-iql-seed0": True, "policy-oracle-iql-seed1": True,
+                      "policy-oracle-iql-seed2": False}
+    assert [p["score"] for p in again.policies["tge-iql"][:2]] == [p["score"] for p in results["policies"]["tge-iql"]]
+
+
+def test_per_seed_hyper_parameters_are_reported_apart(ray_session, tiny_datasets, tmp_path):
+    extra = ("methods=[oracle]", "rl.steps=2", "evaluation.every=2", "rl.seeds=2", "rl.iql.beta=[1,10]")
+    cfg = load_config(resolve_config_path("smoke"), _smoke(tiny_datasets, tmp_path, *extra)[1:])
+    result = run_experiment(cfg, progress=False)
+    assert set(result.scores) == {"oracle-iql[beta=1]", "oracle-iql[beta=10]"}
+    assert [p["seed"] for p in result.policies["oracle-iql[beta=10]"]] == [1]

@@ -1,4 +1,4 @@
-"""Evaluation rollouts (inline and as a Ray task) and the tiny end-to-end policy training."""
+"""Evaluation rollouts (one policy, a batch of them, as a Ray task) and tiny end-to-end training."""
 
 from __future__ import annotations
 
@@ -9,11 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from tge_ray.config import EvaluationConfig, IQLConfig, RLConfig
+from tge_ray.config import BCConfig, EvaluationConfig, IQLConfig
 from tge_ray.rl.buffer import Transitions
-from tge_ray.rl.evaluation import evaluate_policy, evaluate_remote, make_eval_env, normalized_score
-from tge_ray.rl.learner import make_learner
-from tge_ray.rl.train import train_policy
+from tge_ray.rl.evaluation import (
+    evaluate_policies,
+    evaluate_policy,
+    evaluate_remote,
+    make_eval_env,
+    normalized_score,
+)
+from tge_ray.rl.learner import PolicySpec, Problem
+from tge_ray.rl.nets import StackedPolicy, select_actor
+from tge_ray.rl.table import PolicyData, TransitionTable
+from tge_ray.rl.train import build_learner, train_batch, train_policy
 
 ENV = "Hopper-v5"
 REF = dict(ref_min=-20.0, ref_max=3234.0)
@@ -63,30 +71,68 @@ def random_hopper_transitions(n: int = 64) -> Transitions:
                        np.zeros(n, np.float32))
 
 
-def test_evaluate_remote_through_ray(ray_session):
+def bc_actors(seeds=(0, 1, 2)) -> dict:
     transitions = random_hopper_transitions()
-    learner = make_learner("bc", RLConfig(bc_hidden=16), 11, 3, -np.ones(3), np.ones(3),
-                           *transitions.observation_stats())
-    ref = evaluate_remote(learner.actor_state(), ENV, episodes=2, num_envs=2, seed=0,
-                          max_episode_steps=10, step=5, **REF)
-    result = ray_session.get(ref)
-    assert result.step == 5 and len(result.returns) == 2 and math.isfinite(result.score)
-    local = evaluate_policy(learner.act, ENV, episodes=2, num_envs=2, seed=0, max_episode_steps=10, **REF)
-    assert result.returns == pytest.approx(local.returns)
+    table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(3), np.ones(3))
+    specs = [PolicySpec(BCConfig(hidden=16), s, PolicyData("r"), *transitions.observation_stats()) for s in seeds]
+    return build_learner("bc", Problem(11, 3, -np.ones(3), np.ones(3), 10), specs, table).actor_state()
+
+
+def test_batched_evaluation_equals_each_policy_alone():
+    state = bc_actors()
+    kwargs = dict(episodes=3, num_envs=2, max_episode_steps=12, **REF)
+    batch = evaluate_policies(state, ENV, seeds=[10, 20, 30], step=4, **kwargs)
+    assert len(batch) == 3 and all(r.step == 4 for r in batch)
+    for policy, seed in enumerate((10, 20, 30)):
+        alone = evaluate_policy(StackedPolicy(select_actor(state, [policy])).act, ENV, seed=seed, **kwargs)
+        assert batch[policy].returns == pytest.approx(alone.returns) and batch[policy].lengths == alone.lengths
+
+
+def test_evaluate_remote_through_ray(ray_session):
+    state = bc_actors((0, 1))
+    ref = evaluate_remote(state, ENV, episodes=2, num_envs=2, seeds=[0, 1], max_episode_steps=10, step=5, **REF)
+    results = ray_session.get(ref)
+    assert [r.step for r in results] == [5, 5] and all(len(r.returns) == 2 for r in results)
+    local = evaluate_policies(state, ENV, episodes=2, num_envs=2, seeds=[0, 1], max_episode_steps=10, **REF)
+    assert [r.returns for r in results] == [pytest.approx(r.returns) for r in local]
 
 
 @pytest.mark.parametrize("use_ray", [True, False])
 def test_train_policy_tiny(ray_session, tmp_path, use_ray):
-    rl_cfg = RLConfig(steps=20, iql=IQLConfig(hidden=16, batch_size=16))
     eval_cfg = EvaluationConfig(episodes=2, every=10, num_envs=2, max_episode_steps=10)
     reports = []
-    result = train_policy("oracle", rl_cfg, eval_cfg, random_hopper_transitions(), env_id=ENV, env_kwargs={},
-                          seed=0, out_dir=tmp_path, progress=False, report=reports.append, log_every=5,
-                          use_ray=use_ray, **REF)
-    assert result.method == "iql" and result.steps == 20
+    result = train_policy("iql", IQLConfig(hidden=16, batch_size=16), eval_cfg, random_hopper_transitions(),
+                          steps=20, env_id=ENV, env_kwargs={}, seed=0, checkpoint=tmp_path / "batch.pt",
+                          progress=False, report=reports.append, log_every=5, use_ray=use_ray, **REF)
+    assert result.learner == "iql" and result.steps == 20 and result.batch_size == 1
     assert [step for step, _ in result.eval_history] == [10, 20]
-    assert [r["step"] for r in reports] == [10, 20]
+    assert [[r.step for r in rs] for rs in reports] == [[10], [20]]
     assert result.score == result.eval_history[-1][1] and math.isfinite(result.score)
     assert [m["step"] for m in result.metrics] == [5, 10, 15, 20]
-    saved = torch.load(result.checkpoint, weights_only=True)
+    saved = torch.load(tmp_path / "batch.pt", weights_only=False)
     assert saved["complete"] and saved["learner"]["step"] == 20
+
+
+def test_interrupted_batch_resumes_to_the_same_policies(tmp_path):
+    transitions = random_hopper_transitions()
+    table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(3), np.ones(3))
+    specs = [PolicySpec(IQLConfig(hidden=16, batch_size=16), s, PolicyData("r"), *transitions.observation_stats())
+             for s in (0, 1)]
+    problem = Problem(11, 3, -np.ones(3), np.ones(3), 30)
+    eval_cfg = EvaluationConfig(episodes=1, every=10, num_envs=1, max_episode_steps=5)
+    common = dict(env_id=ENV, env_kwargs={}, progress=False, use_ray=False, **REF)
+    straight = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
+
+    def stop_at_20(results):
+        if results[0].step == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "b.pt", report=stop_at_20, **common)
+    assert not torch.load(tmp_path / "b.pt", weights_only=False)["complete"]
+    resumed = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "b.pt", **common)
+    assert resumed[0].steps == 20  # the first 10 came from the checkpoint written at step 10
+    for a, b in zip(straight, resumed):
+        assert a.eval_history == b.eval_history
+        for key, value in a.actor_state["params"].items():
+            assert torch.equal(value, b.actor_state["params"][key]), key

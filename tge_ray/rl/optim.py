@@ -70,9 +70,9 @@ class StackedAdam:
         beta1, beta2 = self.betas
         scheduled_step = self.step_count.clone()
         self.step_count += 1
-        count = self.step_count.to(torch.float32)
-        bias1 = 1.0 - beta1**count
-        bias2_sqrt = torch.sqrt(1.0 - beta2**count)
+        count = self.step_count.to(torch.float64)  # 1 - 0.999^t loses digits in float32
+        bias1 = (1.0 - beta1**count).to(torch.float32)
+        bias2_sqrt = torch.sqrt(1.0 - beta2**count).to(torch.float32)
         for group, member_lr in zip(self.groups, self._member_lr):
             step_size = member_lr * (self.lr_factor(group, scheduled_step) / bias1)  # (M, 1, 1)
             for name in group.names:
