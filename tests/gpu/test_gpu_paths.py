@@ -1,7 +1,7 @@
 """The pipeline's GPU code paths against CPU results (``pytest -m gpu``; skipped without CUDA).
 
 CI has no GPU, so the GPU branches (bf16 autocast in diffusion training and in the embedding
-actors, learners and samplers on the device, checkpoints written from GPU tensors and read on
+actors, learners (batched, from a device table) on the device, checkpoints written from GPU tensors and read on
 the CPU, ``resources.compile=auto``) are checked here on a machine that has one. Each test
 prints one line of figures (``-s`` shows them; ``benchmarks/gpu.sh`` keeps them in its log):
 
@@ -14,11 +14,15 @@ prints one line of figures (``-s`` shows them; ``benchmarks/gpu.sh`` keeps them 
    of 1e-3 to 1e-2; the AUC may move by < 0.01 and a min-max-scaled reward by < 0.05.
 4. ``resume_*``: stop and resume on the GPU equals the uninterrupted run (DDPM trainer, IQL,
    ReBRAC, BC), within the device's own nondeterminism (two uninterrupted runs' difference).
-5. ``learner_*``: 200 updates on the GPU, finite metrics, ``act`` returns NumPy actions in the box.
-6. ``compiled_*``: ``resources.compile=auto`` (CUDA graphs): learners in the main thread, the
-   U-Net in a thread of a fresh process (as a Ray Train worker) and in a thread of this process
-   after the main thread took the graphs (eager, not a crash). Compiled kernels round
-   differently, so the drift from eager may not exceed eager's drift between CPU and device.
+5. ``learner_*``: 200 updates of two policies on the GPU, finite metrics, their actors act on
+   the CPU inside the box; ``batched_*``: a policy in a batch of three agrees with it alone to
+   float32 rounding.
+6. ``graphed_*`` and ``compiled_*``: ``resources.compile=auto``. The learners' updates are
+   captured as one CUDA graph of several updates and replayed; the U-Net compiles with CUDA
+   graphs in a thread of a fresh process (as a Ray Train worker) and in a thread of this
+   process after the main thread took the graphs (eager, not a crash). Graphs and compiled
+   kernels may round differently: the drift from eager may not exceed eager's drift between
+   CPU and device.
 7. ``faiss``: the index ``build_index(use_gpu="auto")`` picks finds the exact neighbours.
 
 An H200's figures are in docs/notes/gpu-h200.md.
@@ -37,8 +41,8 @@ import numpy as np
 import pytest
 import torch
 
-from tge_ray.accel import compile_mode, compile_model
-from tge_ray.config import DiffusionConfig, EmbeddingConfig, RLConfig
+from tge_ray.accel import compile_mode, compile_model, learner_compile_mode
+from tge_ray.config import BCConfig, DiffusionConfig, EmbeddingConfig, IQLConfig, ReBRACConfig
 from tge_ray.diffusion.checkpoint import encoder_from_checkpoint, read_checkpoint, write_checkpoint
 from tge_ray.diffusion.ddpm import DiffusionTrainerState, unwrap
 from tge_ray.diffusion.embed import embed_batch
@@ -46,7 +50,10 @@ from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.reward.diagnostics import roc_auc
 from tge_ray.reward.kernels import kernel_reward, scale_rewards
 from tge_ray.rl.buffer import Transitions
-from tge_ray.rl.learner import make_learner, metrics_to_floats
+from tge_ray.rl.learner import PolicySpec, Problem
+from tge_ray.rl.nets import StackedPolicy
+from tge_ray.rl.table import PolicyData, TransitionTable
+from tge_ray.rl.train import build_learner
 
 pytestmark = pytest.mark.gpu
 
@@ -194,76 +201,89 @@ def transitions() -> Transitions:
                        np.roll(obs, -1, axis=0), (rng.uniform(size=n) < 0.01).astype(np.float32))
 
 
-def build(method: str, data: Transitions, device: torch.device | str, seed: int = 0, compile: str | bool = False):
-    learner = make_learner(method, RLConfig(steps=1000), OBS, ACT, -np.ones(ACT), np.ones(ACT),
-                           *data.observation_stats(), device=str(device), seed=seed, compile=compile)
-    return learner, learner.make_sampler(data)
+CONFIGS = {"iql": IQLConfig(), "rebrac": ReBRACConfig(), "bc": BCConfig()}
 
 
-def weights(learner) -> dict[str, torch.Tensor]:
-    return {f"{n}.{k}": v for n, m in learner._modules.items() for k, v in m.state_dict().items()}
+def build(method: str, data: Transitions, device: torch.device | str, seeds=(0, 1), mode: str | None = None):
+    table = TransitionTable.build(data, {"r": data.rewards}, -np.ones(ACT), np.ones(ACT), str(device))
+    specs = [PolicySpec(CONFIGS[method], seed, PolicyData("r"), *data.observation_stats()) for seed in seeds]
+    return build_learner(method, Problem(OBS, ACT, -np.ones(ACT), np.ones(ACT), 1000), specs, table, mode)
+
+
+def weights(learner, policy: int | None = None) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in learner.params.items():
+        per = value.shape[0] // learner.n_policies
+        out[key] = value if policy is None else value[policy * per : (policy + 1) * per]
+    return {k: v.detach().cpu() for k, v in out.items()}
 
 
 @pytest.mark.parametrize("method", ["iql", "rebrac", "bc"])
 def test_learner_on_device(method, device, transitions):
-    learner, sampler = build(method, transitions, device)
-    for _ in range(200):
-        metrics = learner.train_step(sampler.sample())
-    values = metrics_to_floats(metrics)
-    actions = learner.act(transitions.observations[:64])
-    line = figures(f"learner_{method}", updates=learner.step, **{k: round(v, 4) for k, v in values.items()})
-    assert all(math.isfinite(v) for v in values.values()), line
-    assert isinstance(actions, np.ndarray) and actions.shape == (64, ACT) and np.all(np.abs(actions) <= 1)
+    learner = build(method, transitions, device)
+    learner.run(200)
+    values = learner.metrics()
+    policy = StackedPolicy(learner.actor_state())  # the evaluation tasks' actors, on the CPU
+    actions = policy.act(np.stack([transitions.observations[:64]] * 2))
+    line = figures(f"learner_{method}", updates=learner.step, **{k: round(v, 4) for k, v in values[0].items()})
+    assert all(math.isfinite(v) for row in values for v in row.values()), line
+    assert isinstance(actions, np.ndarray) and actions.shape == (2, 64, ACT) and np.all(np.abs(actions) <= 1)
 
 
 @pytest.mark.parametrize("method", ["iql", "rebrac", "bc"])
 def test_learner_resume_on_device(method, device, transitions):
     def straight_run() -> dict[str, torch.Tensor]:
-        learner, sampler = build(method, transitions, device)
-        for _ in range(5):
-            learner.update(sampler.sample())
+        learner = build(method, transitions, device)
+        learner.run(5)
         return weights(learner)
 
     straight, again = straight_run(), straight_run()
-    first, first_sampler = build(method, transitions, device)
-    for _ in range(3):  # odd: ReBRAC resumes between a critic-only and an actor step
-        first.update(first_sampler.sample())
+    first = build(method, transitions, device)
+    first.run(3)  # odd: ReBRAC resumes between an actor and a critic-only update
     buffer = io.BytesIO()
-    torch.save({"learner": first.state_dict(), "sampler": first_sampler.state_dict()}, buffer)
+    torch.save(first.state_dict(), buffer)
     buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed, resumed_sampler = build(method, transitions, device, seed=123)
-    resumed.load_state_dict(saved["learner"])
-    resumed_sampler.load_state_dict(saved["sampler"])
-    for _ in range(2):
-        resumed.update(resumed_sampler.sample())
+    resumed = build(method, transitions, device)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    resumed.run(2)
     floor = max_weight_difference(straight, again)
     difference = max_weight_difference(straight, weights(resumed))
     line = figures(f"resume_{method}", max_difference=difference, two_straight_runs=floor)
     assert resumed.step == 5 and difference <= floor, line
 
 
+@pytest.mark.parametrize("method", ["iql", "rebrac"])
+def test_batched_policy_equals_alone_on_device(method, device, transitions):
+    """Batch shapes may pick other kernels on a GPU: the same policy agrees to float32 rounding."""
+    alone = build(method, transitions, device, seeds=(5,))
+    batch = build(method, transitions, device, seeds=(3, 5, 9))
+    alone.run(5)  # rounding differences grow chaotically with training: compare early
+    batch.run(5)
+    difference = relative_difference(weights(alone, 0), weights(batch, 1))
+    line = figures(f"batched_{method}", alone_vs_batched=difference)
+    assert difference <= 1e-4, line
+
+
 # ----------------------------------------------------------------- resources.compile=auto
 
 
-def learner_weights(method: str, data: Transitions, device: str, setting: str | bool) -> dict[str, torch.Tensor]:
-    learner, sampler = build(method, data, device, compile=setting)
-    for _ in range(100):
-        learner.train_step(sampler.sample())
-    return {k: v.detach().cpu() for k, v in weights(learner).items()}
-
-
-@pytest.mark.parametrize("method", ["iql", "rebrac"])
-def test_compiled_learner(method, device, transitions):
-    """Compiled against eager on the device, measured against the CPU's eager run: rounding
-    differences grow over training, and compiled kernels may not drift further than the CPU does."""
-    mode = compile_mode("auto", device)
-    eager = learner_weights(method, transitions, str(device), False)
-    compiled = learner_weights(method, transitions, str(device), mode or False)
-    floor = relative_difference(learner_weights(method, transitions, "cpu", False), eager)
-    difference = relative_difference(eager, compiled)
-    line = figures(f"compiled_{method}", mode=str(mode), compiled_vs_eager=difference, eager_cpu_vs_device=floor)
+@pytest.mark.parametrize("method", ["iql", "rebrac", "bc"])
+def test_graphed_learner(method, device, transitions):
+    """``resources.compile=auto``: the update captured as a CUDA graph, several updates per
+    replay, against eager on the device; the drift may not exceed eager's between CPU and device."""
+    mode = learner_compile_mode("auto", device)
+    eager = build(method, transitions, device)
+    graphed = build(method, transitions, device, mode=mode)
+    cpu = build(method, transitions, "cpu")
+    for learner in (eager, graphed, cpu):
+        learner.run(100)
+    floor = relative_difference(weights(cpu), weights(eager))
+    difference = relative_difference(weights(eager), weights(graphed))
+    captured = graphed._graph not in (None, False)
+    line = figures(f"graphed_{method}", mode=str(mode), captured=captured, graphed_vs_eager=difference,
+                   eager_cpu_vs_device=floor)
     assert difference <= max(floor, 1e-6), line
+    assert captured == (mode == "cuda-graph"), line
 
 
 def train_unet(device: str, setting: str | bool, steps: int = 60) -> dict[str, Any]:

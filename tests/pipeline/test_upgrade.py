@@ -19,10 +19,14 @@ def _version_1_folder(tmp_path, *, backbone="fbc"):
     """A run folder and its two artifacts as `tge run` wrote them before records had a
     schema_version: no task.demos (the demo came right after the mixed-in episodes), an rl.fbc
     section without prior or lr, rewards.npz and embeddings.npz written with np.savez."""
-    config = to_dict(load_config(None, [f"rl.backbone={backbone}", "rl.bc_lr=0.0005", "seed=3", "embedding.pool=max"]))
+    config = to_dict(load_config(None, [f"rl.backbone={backbone}", "rl.bc.lr=0.0005", "seed=3", "embedding.pool=max"]))
     config["diffusion"].update(config.pop("embedding"))  # the embedding's settings were the diffusion section's
     del config["task"]["demos"]
     del config["rl"]["fbc"]["prior"], config["rl"]["fbc"]["lr"]
+    del config["rl"]["iql"]["actor"], config["rl"]["seeds"]  # options of version 4
+    bc = config["rl"].pop("bc")  # BC's settings were rl.bc_* keys then
+    config["rl"].update(bc_hidden=bc["hidden"], bc_layers=bc["n_layers"], bc_lr=bc["lr"],
+                        bc_batch_size=bc["batch_size"], bc_lr_schedule=bc["lr_schedule"])
     rewards_dir, embeddings_dir = tmp_path / "artifacts" / "rewards-0123", tmp_path / "artifacts" / "embeddings-4567"
     rewards_dir.mkdir(parents=True)
     embeddings_dir.mkdir(parents=True)
@@ -56,6 +60,8 @@ def test_a_version_1_folder_reads_as_it_ran(tmp_path):
     assert run.config.task.demos == "next" and run.results.task["demos"] == "next"
     assert run.config.rl.fbc.prior == 0.0  # the plain episode mean
     assert run.config.rl.fbc.lr == 0.0005  # the baseline's rate, which filtered BC trained at then
+    assert run.config.rl.bc.lr == 0.0005 and run.config.rl.bc.n_layers == 2  # rl.bc_* moved into rl.bc
+    assert run.config.rl.iql.actor == "gaussian" and run.config.rl.seeds == 1  # as IQL ran then
     assert run.config.seed == 3 and run.config.rl.backbone == "fbc" and run.config.embedding.pool == "max"
     assert run.results.scores == written["scores"] and run.results.returns["bc"] == (400.0, 5.0)
     assert run.results.eval_history["tge-fbc"] == [(100, 20.0), (200, 41.5)]

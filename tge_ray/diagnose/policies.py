@@ -36,25 +36,28 @@ def train_curve(learner: str, cfg: ExperimentConfig, task: Any, transitions: Any
     from tge_ray.rl.train import train_policy
 
     env_id, env_kwargs = eval_environment(cfg, task)
+    section = getattr(cfg.rl, learner)  # a per-seed list gives this diagnostic its first value
+    section = dataclasses.replace(section, **{f.name: getattr(section, f.name)[0] for f in dataclasses.fields(section)
+                                              if isinstance(getattr(section, f.name), tuple)
+                                              and isinstance(f.default, float)})
     with tempfile.TemporaryDirectory(prefix="tge-diagnose-") as scratch:
-        result = train_policy(learner, cfg.rl, cfg.evaluation, transitions, env_id=env_id, env_kwargs=env_kwargs,
-                              ref_min=task.mixed.ref_min_score, ref_max=task.mixed.ref_max_score, seed=seed,
-                              out_dir=Path(scratch), progress=progress, use_ray=False)
+        result = train_policy(learner, section, cfg.evaluation, transitions, steps=cfg.rl.steps, env_id=env_id,
+                              env_kwargs=env_kwargs, ref_min=task.mixed.ref_min_score,
+                              ref_max=task.mixed.ref_max_score, seed=seed, checkpoint=Path(scratch) / "batch.pt",
+                              progress=progress, use_ray=False)
     return Curve(learner, seed, tuple((int(step), float(score)) for step, score in result.eval_history))
 
 
 def rows_of(transitions: Any, rows: np.ndarray) -> Any:
     """The transitions at ``rows`` (a boolean mask or indices), every field alike."""
-    return type(transitions)(**{field.name: None if getattr(transitions, field.name) is None
-                                else getattr(transitions, field.name)[rows]
-                                for field in dataclasses.fields(transitions)})
+    return transitions.subset(rows)
 
 
 def load_policy(checkpoint: Path) -> Callable[[np.ndarray], np.ndarray]:
     """A run's trained policy from its checkpoint: observations (B, obs_dim) -> actions (B, act_dim)."""
     import torch
 
-    from tge_ray.rl.nets import TanhPolicy
+    from tge_ray.rl.nets import StackedPolicy
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    return TanhPolicy.from_state(state["actor_state"]).act
+    return StackedPolicy(state["actor_state"]).act

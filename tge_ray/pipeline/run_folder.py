@@ -292,9 +292,11 @@ class RunFolder:
         return own if own.is_file() else files.diffusion_file(self.artifact("diffusion"))
 
     def policy_checkpoints(self) -> dict[str, Path]:
-        """Method label -> the run folder's copy of its policy checkpoint."""
-        return {label: files.run_checkpoint(self.path, f"policy-{label}") for label in self.results.scores
-                if files.run_checkpoint(self.path, f"policy-{label}").is_file()}
+        """Policy -> the run folder's copy of its checkpoint; a policy is named by its stage
+        without ``policy-`` (``tge-iql-seed0``; ``tge-iql`` in records before ``rl.seeds``)."""
+        stages = [stage for stage in self.results.artifacts if stage.startswith("policy-")]
+        return {stage.removeprefix("policy-"): files.run_checkpoint(self.path, stage) for stage in stages
+                if files.run_checkpoint(self.path, stage).is_file()}
 
     # ------------------------------------------------------------------ the task
 

@@ -12,6 +12,13 @@ Version 1 -> 2 (the record gained ``schema_version``):
     - ``rl.fbc.lr``: filtered BC before the option trained at the baseline's ``rl.bc_lr``.
 Version 2 -> 3: ``diffusion.pool`` and ``diffusion.normalize`` became the embedding stage's own
     section, ``embedding.pool`` and ``embedding.normalize``.
+Version 3 -> 4 (the batched policy engine):
+    - ``rl.bc_hidden``, ``bc_layers``, ``bc_lr``, ``bc_batch_size``, ``bc_lr_schedule`` became the
+      ``rl.bc`` section: ``hidden``, ``n_layers``, ``lr``, ``batch_size``, ``lr_schedule``.
+    - ``rl.iql.actor``: IQL before the option had CORL's Gaussian actor.
+    - ``rl.seeds``: one RL seed per run before the option.
+    - results gained ``score_std`` and ``policies`` (per-policy results); a version-3 record's
+      ``scores`` are its single policy's.
 
 **Artifacts.** Since records reached version 3, a stage's artifact key is the whole config
 section the stage consumes (:func:`tge_ray.config.key_part`). Artifacts made before are keyed
@@ -29,13 +36,14 @@ from typing import Any
 
 from tge_ray.errors import ConfigError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the run record (config.yaml and results.json) this code writes."""
 
 VERSION_KEY = "schema_version"
 DEMOS_BEFORE_THE_OPTION = "next"  # task.demos of a version-1 record
 PRIOR_BEFORE_THE_OPTION = 0.0  # rl.fbc.prior of a version-1 record
 BC_LR_OF_VERSION_1 = 3e-4  # rl.bc_lr's default when version 1 was written
+IQL_ACTOR_BEFORE_THE_OPTION = "gaussian"  # rl.iql.actor of a version-3 record
 
 
 def version_of(data: dict[str, Any], what: str) -> int:
@@ -64,18 +72,45 @@ def _config_1_to_2(config: dict[str, Any]) -> None:
         rl["fbc"].setdefault("lr", rl.get("bc_lr", BC_LR_OF_VERSION_1))
 
 
-MOVED_KEYS = {"diffusion.pool": "embedding.pool", "diffusion.normalize": "embedding.normalize"}  # at 3
+MOVED_AT = {  # version -> {old dotted key: new dotted key}, moved by the step to that version
+    3: {"diffusion.pool": "embedding.pool", "diffusion.normalize": "embedding.normalize"},
+    4: {"rl.bc_hidden": "rl.bc.hidden", "rl.bc_layers": "rl.bc.n_layers", "rl.bc_lr": "rl.bc.lr",
+        "rl.bc_batch_size": "rl.bc.batch_size", "rl.bc_lr_schedule": "rl.bc.lr_schedule"},
+}
+MOVED_KEYS = {old: new for moves in MOVED_AT.values() for old, new in moves.items()}
+
+
+def _move(config: dict[str, Any], version: int) -> None:
+    """Move the keys that left their place at ``version``, where a config holds them."""
+    for old, new in MOVED_AT[version].items():
+        *old_path, old_key = old.split(".")
+        *new_path, new_key = new.split(".")
+        section: Any = config
+        for part in old_path:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        target = config
+        for part in new_path:
+            target = target.setdefault(part, {})
+        target[new_key] = section.pop(old_key)
 
 
 def _config_2_to_3(config: dict[str, Any]) -> None:
-    for old, new in MOVED_KEYS.items():
-        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
-        section = config.get(old_section)
-        if isinstance(section, dict) and old_key in section:
-            config.setdefault(new_section, {})[new_key] = section.pop(old_key)
+    _move(config, 3)
 
 
-CONFIG_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _config_1_to_2, 2: _config_2_to_3}
+def _config_3_to_4(config: dict[str, Any]) -> None:
+    _move(config, 4)
+    rl = config.get("rl")
+    if isinstance(rl, dict):
+        if isinstance(rl.get("iql"), dict):
+            rl["iql"].setdefault("actor", IQL_ACTOR_BEFORE_THE_OPTION)
+        rl.setdefault("seeds", 1)
+
+
+CONFIG_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _config_1_to_2, 2: _config_2_to_3,
+                                                            3: _config_3_to_4}
 
 
 def upgrade_config(data: dict[str, Any], what: str = "config") -> dict[str, Any]:
@@ -96,7 +131,11 @@ def _results_1_to_2(results: dict[str, Any]) -> None:
         task.setdefault("demos", DEMOS_BEFORE_THE_OPTION)
 
 
-RESULTS_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _results_1_to_2, 2: lambda results: None}
+RESULTS_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {
+    1: _results_1_to_2,
+    2: lambda results: None,
+    3: lambda results: None,  # the record only gained keys; its config moves in _config_3_to_4
+}
 
 
 def upgrade_results(data: dict[str, Any], what: str = "results") -> dict[str, Any]:
@@ -162,11 +201,11 @@ def earlier_artifacts(stage: str, config: dict[str, Any], upstream: str | None =
         if reward["skip_demo_start"]:
             deps["skip_demo_start"] = reward["skip_demo_start"]
         return [Earlier(deps, equal=True)]
-    return []  # the policy stage keys its artifacts as it always did
+    return []  # policies: the batched engine's artifacts are new (POLICY_FORMAT 2); older ones retrain
 
 
 def checkpoint_diffusion_config(saved: dict[str, Any]) -> dict[str, Any]:
     """The ``diffusion_config`` of a diffusion checkpoint as this version's section: checkpoints
     written before version 3 carry the embedding's ``pool`` and ``normalize`` in it."""
-    moved = {old.split(".")[1] for old in MOVED_KEYS}
+    moved = {old.split(".")[1] for old in MOVED_AT[3]}
     return {key: value for key, value in saved.items() if key not in moved}

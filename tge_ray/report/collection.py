@@ -17,12 +17,11 @@ import numpy as np
 
 from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.errors import ReportError
+from tge_ray.methods import label_sort_key
 from tge_ray.pipeline.files import RESULTS_FILE
 from tge_ray.pipeline.run_folder import RunFolder, RunFolderError, RunRecord
 from tge_ray.report.document import Block, Heading, Note, Paragraph, Table
 from tge_ray.report.values import fmt, is_number
-
-METHOD_ORDER = ("tge-iql", "tge-rebrac", "tge-fbc", "bc", "oracle-iql")
 
 
 @dataclass
@@ -48,7 +47,7 @@ def load_runs(folder: Path) -> RunsFolder:
 
 GROUP_KEYS = ("task.offline", "task.n_expert_trajs", "windows.horizon", "reward.kernel")
 """The collection table's row labels: offline dataset, N expert trajectories, H, kernel."""
-NOT_A_SETTING = ("seed", "name", "storage", "methods", "rl.backbone", "resources.")
+NOT_A_SETTING = ("seed", "name", "storage", "methods", "rl.backbone", "rl.seeds", "resources.")
 """Config keys that do not make runs different experiments: seeds are averaged, the backbones
 of one cell share BC and oracle, and resources change speed, not results."""
 
@@ -75,9 +74,9 @@ def _uses(key: str, config: dict[str, Any]) -> bool:
         return ("tge" in methods and backbone == "iql") or "oracle" in methods
     if key.startswith("rl.fbc."):
         return "tge" in methods and backbone == "fbc"
-    if key == "rl.bc_lr":  # filtered BC has its own, rl.fbc.lr
+    if key == "rl.bc.lr":  # filtered BC has its own, rl.fbc.lr
         return "bc" in methods
-    if key.startswith("rl.bc_"):
+    if key.startswith("rl.bc."):
         return "bc" in methods or ("tge" in methods and backbone == "fbc")
     if key.startswith(("windows.", "diffusion.", "embedding.", "reward.")):
         return "tge" in methods
@@ -143,7 +142,7 @@ def runs_table(runs: list[RunFolder]) -> Table:
     """
     groups = experiments(runs)
     present = {m for run in runs for m in run.results.scores}
-    methods = [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+    methods = sorted(present, key=label_sort_key)
     show_settings = any(differing for _, differing in groups)
     header = ("dataset", "N", "H", "kernel", *(("other settings",) if show_settings else ()), *methods, "AUC",
               "ρ true")

@@ -40,22 +40,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tge_ray.config import RLConfig
-
-PRIOR_BEFORE_THE_OPTION = 0.0  # what an fbc run whose config lacks rl.fbc.prior used: the plain mean
-
-
-def prior_of(fbc_section: dict[str, Any]) -> float:
-    """``prior`` of a config's ``rl.fbc`` section, older runs included."""
-    return float(fbc_section.get("prior", PRIOR_BEFORE_THE_OPTION))
-
-
-def lr_of(rl_section: dict[str, Any]) -> float:
-    """Filtered BC's learning rate in a config's ``rl`` section: ``fbc.lr``, or for a run older
-    than that option, the baseline's ``bc_lr``, which it trained with then."""
-    fbc = rl_section.get("fbc") or {}
-    return float(fbc.get("lr", rl_section.get("bc_lr", RLConfig.bc_lr)))
-
 
 @dataclass(frozen=True)
 class Selection:
