@@ -44,7 +44,7 @@ def test_resolved_config_round_trips(tmp_path):
         ("rl.fbc.prior=-1", "rl.fbc.prior=-1.0 is not allowed: must be >= 0"),
         ("rl.fbc.lr=0", "rl.fbc.lr=0.0 is not allowed: must be > 0"),
         ("rl.bc.lr_schedule=linear", "rl.bc.lr_schedule='linear' is not allowed: expected one of 'constant', 'cosine'"),
-        ("rl.bc_lr=0.1", "config key 'rl.bc_lr' is now 'rl.bc.lr': rename it"),
+        ("rl.bc_lr=0.1", "config key 'rl.bc_lr' is 'rl.bc.lr' now: rename it"),
         ("rl.seeds=0", "rl.seeds=0 is not allowed: must be >= 1 (RL seeds per method)"),
         ("rl.iql.beta=[1,2]", "rl.iql.beta has 2 values for rl.seeds=1 policies per method: give one value, or one per seed"),
         ("rl.iql.actor=stochastic", "rl.iql.actor='stochastic' is not allowed: expected one of 'deterministic', 'gaussian'"),

@@ -42,7 +42,7 @@ def finished_run(ray_session, tiny_datasets, store):
 def finished_sweep(finished_run, tiny_datasets, store):
     """Two smoke-space trials of `tge sweep` in the run's store, so they reuse its diffusion model
     and embeddings. With the space's seed 0, Optuna draws one log- and one gaussian-kernel trial;
-    a grace period of all 4 of a trial's reports keeps ASHA from stopping either, since their
+    a grace period of all 3 of a trial's reports keeps ASHA from stopping either, since their
     scores on the tiny data would decide that by chance.
 
     A subprocess with its own local Ray: trial workers must see this session's
@@ -50,7 +50,7 @@ def finished_sweep(finished_run, tiny_datasets, store):
     """
     command = [sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
                "--storage", str(store), *_task(tiny_datasets), "sweep.num_samples=2",
-               "sweep.grace_period=4", "tracking.mlflow=true", f"tracking.mlflow_uri=sqlite:///{store}/mlflow.db",
+               "sweep.grace_period=3", "tracking.mlflow=true", f"tracking.mlflow_uri=sqlite:///{store}/mlflow.db",
                "tracking.project=report-sweep"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

@@ -57,7 +57,7 @@ def test_rollout_reward(run):
 
     result = rollout_reward(run, steps=20, episodes=1)
     assert [row.policy for row in result.rollouts] == ["zero action", "uniform random action",
-                                                      *run.results.scores]
+                                                      *(f"{label}-seed0" for label in run.results.scores)]
     for row in result.rollouts:
         assert 1 <= row.steps <= 20 and math.isfinite(row.tge_reward_mean) and math.isfinite(row.env_return_mean)
     stored = run.rewards().scaled  # D_mu's min-max scaled rewards lie in [0, 1]

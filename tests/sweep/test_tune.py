@@ -84,12 +84,12 @@ def test_resume_without_a_sweep_is_one_line(tmp_path):
 
 
 def test_grace_period_beyond_the_last_report_is_one_line(tmp_path):
-    # smoke: 200 RL steps, an evaluation every 100, one seed: 3 evaluations + the final report
-    done = _smoke_sweep_cli(tmp_path, "sweep.grace_period=5")
+    # smoke: 200 RL steps, an evaluation every 100 (the seeds' policies as one batch): 2 + the final report
+    done = _smoke_sweep_cli(tmp_path, "sweep.grace_period=4")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
-        "tge: error: sweep.grace_period=5 is more evaluations than a trial reports "
-        "(4: rl.steps / evaluation.every + 1 per seed, and the final score): lower it"
+        "tge: error: sweep.grace_period=4 is more evaluations than a trial reports "
+        "(3: one per evaluation of its batch, rl.steps / evaluation.every rounded up, and the final score): lower it"
     )
     assert list(tmp_path.iterdir()) == []
 

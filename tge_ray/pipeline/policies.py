@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tge_ray.config import ExperimentConfig, to_dict
+from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.data.task import LfOTask
 from tge_ray.errors import DataError
 from tge_ray.methods import METHODS, Method
@@ -184,13 +184,13 @@ def policy_stage(
         return {
             "format": POLICY_FORMAT,
             "learner": request.learner,
-            "config": to_dict(request.config),
+            "config": key_part(request.config),  # the object the learner consumes
             "steps": run_cfg.rl.steps,
             "seed": run_cfg.seed + request.offset,
             "reward": request.reward,
             "rows": rows,
             "data": data_dependencies(run_cfg),
-            "evaluation": to_dict(run_cfg.evaluation),
+            "evaluation": key_part(run_cfg.evaluation),
         }
 
     artifacts: list[Artifact | None] = [None] * len(requests)

@@ -317,9 +317,9 @@ class RunFolder:
 
     def transitions(self, rewards: np.ndarray) -> Any:
         """D_mu's transitions (:class:`~tge_ray.rl.buffer.Transitions`) labelled with ``rewards``."""
-        from tge_ray.pipeline.policies import _transitions
+        from tge_ray.pipeline.policies import transitions_of
 
-        return _transitions(self.task(), rewards)
+        return transitions_of(self.task(), rewards)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -142,7 +142,8 @@ def run_sweep(
     if settings.grace_period > reports:
         raise TGEError(
             f"sweep.grace_period={settings.grace_period} is more evaluations than a trial reports "
-            f"({reports}: rl.steps / evaluation.every + 1 per seed, and the final score): lower it"
+            f"({reports}: one per evaluation of its batch, rl.steps / evaluation.every rounded up, and the "
+            "final score): lower it"
         )
     if resume and not _has_sweep(sweep_path):
         raise TGEError(f"--resume: no sweep at {sweep_path!r} (start it without --resume first)")
