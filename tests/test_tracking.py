@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from tests.pipeline.test_upgrade import _version_1_folder
 from tge_ray import tracking
 from tge_ray.config import TrackingConfig
 from tge_ray.errors import ConfigError
 from tge_ray.pipeline import files
-from tests.pipeline.test_upgrade import _version_1_folder
 
 
 def _run_folder(tmp_path):

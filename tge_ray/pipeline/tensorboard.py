@@ -38,7 +38,9 @@ def write_events(run_dir: Path, artifacts: dict[str, Any], record: Any, expert_f
     writer = SummaryWriter(logdir=str(folder), flush_secs=3600)
     try:
         for stage, artifact in artifacts.items():
-            label = stage.removeprefix("policy-")
+            name = stage.removeprefix("policy-")
+            method, _, seed = name.rpartition("-seed")
+            label = f"{method}/seed{seed}" if method and seed.isdigit() else name  # train/tge-iql/seed0/...
             for row in files.read_stage_metrics(artifact.path):
                 step = int(row.get("step", 0))
                 for name, value in row.items():
