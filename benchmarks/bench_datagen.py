@@ -1,6 +1,6 @@
 """Throughput of local dataset generation (``tge data make``): env steps per second.
 
-Measures the rollout loop alone (:func:`tge_ray.data.make.collect_parallel`, vectorised envs, one
+Measures the rollout loop alone (:func:`tge_ray.data.rollouts.collect_parallel`, vectorised envs, one
 batched policy call per step) for the random policy and the shipped expert, in one process and
 over ``--workers`` processes (what ``tge data make`` uses, default 2), and one whole
 ``make_dataset`` (rollouts + Minari hdf5 write + atomic move) for random data, at ``tge data make``'s default
@@ -27,7 +27,7 @@ from pathlib import Path
 import gymnasium as gym
 import torch
 
-from tge_ray.data import experts, make
+from tge_ray.data import experts, make, rollouts
 
 
 def _rates(name: str, run, steps: int, cpu_rate: bool = True) -> dict[str, float]:
@@ -40,7 +40,7 @@ def _rates(name: str, run, steps: int, cpu_rate: bool = True) -> dict[str, float
     return rates
 
 
-def _raw_env(task: make.Task, steps: int) -> None:
+def _raw_env(task: rollouts.Task, steps: int) -> None:
     """The floor: the same vector env stepped with one fixed action, nothing recorded."""
     envs = gym.make_vec(task.env_id, task.num_envs, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
@@ -51,8 +51,8 @@ def _raw_env(task: make.Task, steps: int) -> None:
     envs.close()
 
 
-def _collect(task: make.Task, spec: make.PolicySpec, steps: int, workers: int) -> None:
-    buffers = make.collect_parallel(task, spec, seed=0, size=steps, workers=workers, progress=False)
+def _collect(task: rollouts.Task, spec: make.PolicySpec, steps: int, workers: int) -> None:
+    buffers = rollouts.collect_parallel(task, spec, seed=0, size=steps, workers=workers, progress=False)
     assert sum(len(b.rewards) for b in buffers) == steps
 
 

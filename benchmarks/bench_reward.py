@@ -250,9 +250,9 @@ def main() -> None:
             print(f"    index in process: {lab['in_process_index']}; GPU rewards == CPU rewards bit for bit: "
                   f"{lab['gpu_equals_cpu']} (max |GPU - CPU| = {lab['max_abs_diff_gpu_vs_cpu']:.2g})")
     output = Path(args.output)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, output)
+    from tge_ray.io import write_text
+
+    write_text(output, json.dumps(report, indent=2) + "\n")
     print(f"wrote {output}")
 
 

@@ -295,9 +295,9 @@ def main() -> None:
     report = {"machine": machine, "machine_info": info, "smoke_test": smoke,
               "command": " ".join(["benchmarks/run.py", *sys.argv[1:]]),
               "summary": rows, "details": details}
-    tmp_out = out.with_name(out.name + ".tmp")
-    tmp_out.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    os.replace(tmp_out, out)
+    from tge_ray.io import write_text
+
+    write_text(out, json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {out}")
     sys.exit(1 if errors else 0)
 

@@ -30,7 +30,7 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 from minari.storage import get_dataset_path
 
-from tge_ray.data import make
+from tge_ray.data import make, rollouts
 from tge_ray.data.envs import check_env
 from tge_ray.data.minari_io import check_dataset_id
 from tge_ray.errors import DataError
@@ -255,7 +255,7 @@ def import_dataset(path: str | Path, *, dataset_id: str | None = None, d4rl_name
     buffers = episodes_from_arrays(arrays)
 
     root = Path(get_dataset_path())
-    make.check_disk(root, len(arrays["rewards"]), make.Task(eval_spec.id, env_kwargs))
+    make.check_disk(root, len(arrays["rewards"]), rollouts.Task(eval_spec.id, env_kwargs))
     source = f"D4RL {name.env}-{name.dataset}-v{name.version}" if name is not None else "D4RL-format arrays"
     make.write_dataset(
         dataset_id, buffers, target, root, env=eval_spec, eval_env=eval_spec,

@@ -58,6 +58,7 @@ from tge_ray.data.experts import (
 )
 from tge_ray.data.minari_io import cache_path
 from tge_ray.errors import DataError
+from tge_ray.io import write_text
 
 RUN_FORMAT = 1  # run.json's layout version
 EXPORTS = {"torch": actor_from_sac, "jax": actor_from_jax}  # Algo.actor -> exporter
@@ -221,9 +222,7 @@ class RunFolder:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 # ----------------------------------------------------------------------------- training

@@ -14,7 +14,6 @@ the task (``hopper``) or, for any other env, the env id's :func:`~tge_ray.data.e
 from __future__ import annotations
 
 import json
-import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 from tge_ray.data import pointmaze
 from tge_ray.data.envs import LOCOMOTION_ENVS
 from tge_ray.errors import DataError
+from tge_ray.io import atomic_path
 
 EXPERTS_DIR = Path(__file__).parent / "experts"
 
@@ -262,14 +262,9 @@ def ship_expert(name: str, env_id: str, snapshot_dir: Path, *, out_dir: Path | N
 
 
 def _replace(path: Path, write: Callable[[Any], None]) -> None:
-    """Write ``path`` through a temporary file beside it and one rename."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``path`` atomically (:func:`tge_ray.io.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        write(handle)
 
 
 def expert_record(expert_path: str | Path) -> dict | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from tge_ray.errors import DataError
+from tge_ray.io import atomic_path
 
 CACHE_FORMAT = 1
 
@@ -300,16 +300,8 @@ def open_dataset(dataset_id: str, download: bool = False, use_cache: bool = True
         arrays = _read_episodes(minari_dataset)
         _check_finite(dataset_id, arrays)
         if use_cache:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz.tmp")
-            os.close(fd)
-            try:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, **arrays)
-                os.replace(tmp, cache)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            with atomic_path(cache) as tmp, open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
     return FlatDataset(
         dataset_id=dataset_id,
         path=dataset_dir(dataset_id),

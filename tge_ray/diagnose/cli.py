@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tge_ray.diagnose import DIAGNOSTICS
+from tge_ray.io import write_text
 
 
 def _open(path: Path) -> Any:
@@ -77,15 +76,7 @@ def _write_json(result: Any, path: Path) -> None:
     """The result as JSON, written aside and moved into place."""
     data = [dataclasses.asdict(item) for item in result] if isinstance(result, list) else dataclasses.asdict(result)
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(data, out, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text(path, json.dumps(data, indent=1))
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

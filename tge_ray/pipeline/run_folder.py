@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import yaml
 
 from tge_ray.config import ExperimentConfig, config_from_dict, dump_config
 from tge_ray.errors import TGEError
+from tge_ray.io import atomic_folder
 from tge_ray.pipeline import files
 from tge_ray.pipeline.upgrade import SCHEMA_VERSION, VERSION_KEY, upgrade_config, upgrade_results
 
@@ -337,13 +337,10 @@ def write_run_folder(
     ``artifacts`` maps each stage to its :class:`~tge_ray.pipeline.artifacts.Artifact`.
     """
     root = run_root.expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"{cfg.run_name()}__{time.strftime('%Y%m%d-%H%M%S')}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{final.name}.tmp-"))
-    try:
+    with atomic_folder(final) as tmp:
         dump_config(cfg, tmp / files.CONFIG_FILE)
-        checkpoints = tmp / files.CHECKPOINTS_DIR
-        checkpoints.mkdir()
+        (tmp / files.CHECKPOINTS_DIR).mkdir()
         with open(tmp / files.METRICS_FILE, "w") as metrics:
             for name, artifact in artifacts.items():
                 for file in files.CHECKPOINT_FILES:
@@ -359,9 +356,6 @@ def write_run_folder(
             from tge_ray.pipeline.tensorboard import write_events
 
             write_events(tmp, artifacts, record, task.expert_flags, (tmp / files.CONFIG_FILE).read_text())
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

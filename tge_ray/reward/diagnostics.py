@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tge_ray.io import atomic_path
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -120,17 +121,10 @@ def true_reward_correlation(rewards: np.ndarray, true_rewards: np.ndarray, episo
 
 
 def save_figure(figure: Any, path: str | os.PathLike[str]) -> Path:
-    """Save ``figure`` to a temporary name beside ``path``, then rename it into place."""
+    """Save ``figure`` to ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".") or "png"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        figure.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
     return path
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tge_ray.io import atomic_path
 from tge_ray.pipeline.artifacts import is_uri
 from tge_ray.sweep.space import TASK_PARAM, SearchSpace
 
@@ -118,10 +117,8 @@ def plot_ablations(table: pd.DataFrame, folder: Path) -> list[Path]:
         axes.set_ylabel("normalised score (mean ± std over seeds)")
         axes.legend(loc="best")
         figure.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-        os.close(fd)
-        figure.savefig(tmp, dpi=110)
-        os.replace(tmp, folder / name)
+        with atomic_path(folder / name) as tmp:
+            figure.savefig(tmp, format="png", dpi=110)
         written.append(folder / name)
     return written
 
