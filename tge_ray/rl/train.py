@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import gymnasium
 import numpy as np
 import torch
 
+from tge_ray.io import torch_save
 from tge_ray.rl.buffer import Transitions
 from tge_ray.rl.evaluation import EvalResult, evaluate_policies, evaluate_remote
 from tge_ray.rl.learner import PolicySpec, Problem, StackedLearner
@@ -74,13 +74,6 @@ class PolicyResult:
     @property
     def updates_per_second(self) -> float:
         return self.steps / self.seconds if self.seconds > 0 else float("nan")
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temporary file beside ``path``, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def action_box(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -205,7 +198,7 @@ def train_batch(
             deliver(evaluate_policies(state, env_id, step=step, torch_threads=torch.get_num_threads(), **eval_kwargs))
 
     def save(complete: bool) -> None:
-        atomic_torch_save(
+        torch_save(
             {
                 "identity": identity,
                 "complete": complete,
