@@ -6,6 +6,7 @@
     tge config [CONFIG] [key=value ...]       print the resolved config (or --fields)
     tge report DIR [--out FOLDER]             report.md + self-contained report.html of a run or sweep
     tge diagnose NAME RUN_DIR [...]           a diagnostic of a run (tge diagnose --help lists them)
+    tge store STORAGE list | verify | gc       the artifact store: list, check every hash, remove what no run uses
 
 Errors caused by input print one line ``tge: error: ...`` and exit with code 2.
 """
@@ -258,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tge_ray.diagnose.cli import add_parser as add_diagnose_parser
 
     add_diagnose_parser(sub)
+
+    from tge_ray.pipeline.store_cli import add_parser as add_store_parser
+
+    add_store_parser(sub)
 
     data = sub.add_parser("data", help="list, inspect and make Minari datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

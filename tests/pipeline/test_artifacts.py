@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -84,3 +85,120 @@ def test_a_store_makes_no_folders_until_its_first_build(tmp_path):
     assert not (tmp_path / "new").exists()
     artifact = store.get_or_build("stage", {"a": 1}, lambda folder: (folder / "x.txt").write_text("x") and None)
     assert (artifact.path / "x.txt").read_text() == "x"
+
+
+# ----------------------------------------------------------------------------- verified reuse
+
+
+def _npz_build(calls):
+    def build(folder):
+        import numpy as np
+
+        calls.append(folder)
+        np.savez(folder / "rewards.npz", raw=np.arange(50.0))
+    return build
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_artifact_is_moved_aside_and_rebuilt(tmp_path, damage):
+    calls, notes = [], []
+    store = ArtifactStore(str(tmp_path))
+    first = store.get_or_build("rewards", {"a": 1}, _npz_build(calls), note=notes.append)
+    path = first.path / "rewards.npz"
+    data = bytearray(path.read_bytes())
+    size = len(data)
+    if damage == "truncate":
+        path.write_bytes(data[: size // 2])
+        assert store.find("rewards", {"a": 1}) is None, "a lookup compares sizes"
+    else:
+        data[size // 2] ^= 0x01
+        path.write_bytes(data)
+        assert store.find("rewards", {"a": 1}) is not None, "sizes agree: only the hash tells"
+    again = store.get_or_build("rewards", {"a": 1}, _npz_build(calls), note=notes.append)
+    assert not again.reused and len(calls) == 2
+    (line,) = notes
+    expected = f"{size // 2} bytes, {size} recorded" if damage == "truncate" else "sha256 differs from the recorded one"
+    assert line.startswith(f"{first.name} is damaged (rewards.npz: {expected}): moved aside to .{first.name}.corrupt-")
+    (aside,) = [p for p in store.root.iterdir() if ".corrupt-" in p.name]
+    assert (aside / "rewards.npz").read_bytes() != (again.path / "rewards.npz").read_bytes()
+    assert store.verify(again.path) is None
+
+
+def test_an_artifact_without_recorded_files_is_checked_once_by_its_zip_crcs(tmp_path):
+    import json
+
+    calls, notes = [], []
+    store = ArtifactStore(str(tmp_path))
+    for deps in ({"a": 1}, {"a": 2}):  # as an earlier version wrote them: no "files" in the manifest
+        artifact = store.get_or_build("rewards", deps, _npz_build(calls))
+        manifest = json.loads((artifact.path / "manifest.json").read_text())
+        del manifest["files"]
+        (artifact.path / "manifest.json").write_text(json.dumps(manifest))
+    flipped = store.root / store.name("rewards", {"a": 2}) / "rewards.npz"
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    flipped.write_bytes(data)
+
+    sound = store.get_or_build("rewards", {"a": 1}, _npz_build(calls), note=notes.append)
+    assert sound.reused and "files" in store.manifest(sound), "trusted once, its hashes recorded"
+    broken = store.get_or_build("rewards", {"a": 2}, _npz_build(calls), note=notes.append)
+    assert not broken.reused and len(calls) == 3
+    assert len(notes) == 1 and "rewards.npz: member" in notes[0] and "fails its CRC check" in notes[0]
+
+
+def test_copy_verified_refuses_bytes_that_changed(tmp_path):
+    from tge_ray.errors import TGEError
+    from tge_ray.pipeline.integrity import copy_verified
+
+    store = ArtifactStore(str(tmp_path))
+    artifact = store.get_or_build("rewards", {"a": 1}, _npz_build([]))
+    copy_verified(artifact.path, "rewards.npz", tmp_path / "copy.npz")
+    assert (tmp_path / "copy.npz").read_bytes() == (artifact.path / "rewards.npz").read_bytes()
+    data = bytearray((artifact.path / "rewards.npz").read_bytes())
+    data[100] ^= 0xFF
+    (artifact.path / "rewards.npz").write_bytes(data)
+    with pytest.raises(TGEError, match="rewards.npz: sha256 differs"):
+        copy_verified(artifact.path, "rewards.npz", tmp_path / "again.npz")
+    assert not (tmp_path / "again.npz").exists()
+
+
+# ----------------------------------------------------------------------------- the sweep on open
+
+
+def _dead_pid():
+    import subprocess
+
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_open_sweeps_what_dead_processes_left_and_nothing_else(tmp_path):
+    import socket
+
+    from tge_ray.pipeline.leftovers import artifact_lock
+
+    store = ArtifactStore(str(tmp_path))
+    store.get_or_build("rewards", {"a": 1}, _npz_build([]))
+    root, host = store.root, socket.gethostname()
+    dead = root / f".rewards-aaaa.tmp-{_dead_pid()}@{host}-abc123"
+    earlier = root / ".policy-bbbb.tmp-x1y2z3"  # an earlier version's build: no owner in the name
+    alive = root / f".rewards-cccc.tmp-{os.getpid()}@{host}-def456"
+    held = root / f".rewards-dddd.tmp-{_dead_pid()}@{host}-ghi789"  # owner gone, but its lock is held
+    resumable = root / ".policy-scratch-0123"
+    finished = root / ".policy-scratch-4567"
+    for folder in (dead, earlier, alive, held, resumable, finished):
+        folder.mkdir()
+    (resumable / "artifacts.json").write_text('{"artifacts": ["policy-eeee"]}')
+    (finished / "artifacts.json").write_text(f'{{"artifacts": ["{store.name("rewards", {"a": 1})}"]}}')
+    notes = []
+    with artifact_lock(root, "rewards-dddd"):
+        ArtifactStore(str(tmp_path), note=notes.append)
+    left = {p.name for p in root.iterdir() if p.name.startswith(".") and p.name != ".locks"}
+    assert left == {alive.name, held.name, resumable.name}
+    assert len(notes) == 1 and notes[0].startswith("removed 3 folder(s) that interrupted runs left")
+    old = time.time() - 25 * 3600
+    os.utime(resumable, (old, old))
+    os.utime(resumable / "artifacts.json", (old, old))
+    ArtifactStore(str(tmp_path), note=notes.append)
+    assert not resumable.exists() and not held.exists(), "lock released: its folder goes too"

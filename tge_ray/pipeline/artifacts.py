@@ -14,27 +14,59 @@ local mirror (``$TGE_CACHE_DIR/artifacts``) and uploaded with the manifest last;
 finds the manifest downloads the folder. Object stores have no locks, so two trials on
 different nodes may both build an artifact; each upload is complete and identical in content,
 so the result is never corrupt, only built twice.
+
+Verified reuse: the manifest records the size and SHA-256 of each file
+(:mod:`tge_ray.pipeline.integrity`). Every lookup compares sizes; a stage that takes an artifact
+for use (:meth:`ArtifactStore.get_or_build`, :meth:`~ArtifactStore.get_or_build_many`) also
+compares hashes. A damaged artifact is moved aside, under its lock, to
+``.<artifact>.corrupt-<UTC time>`` (kept for inspection until ``tge store gc``) and built anew,
+with one note line naming the file and what is wrong. An artifact written before manifests
+recorded files is trusted once when its zip archives (``.pt``, ``.npz``) pass their CRC checks
+and its JSON lines parse: its sizes and hashes are then written into its manifest; when they do
+not, it is damaged.
+
+Swept temporary folders: opening a store removes what interrupted runs left, never while a lock
+of the artifact it is for is held (:mod:`tge_ray.pipeline.leftovers`):
+
+- ``.<artifact>.tmp-<pid>@<host>-*``, a build: its process is gone, or it was written by an
+  earlier version (no owner in its name; every build holds its artifact's lock until its folder
+  is gone), or it is untouched for :data:`~tge_ray.pipeline.leftovers.MAX_TEMP_AGE`;
+- ``.<artifact>.fetch-<pid>@<host>-*``, a download: its process is gone, or untouched that long;
+- ``.<stage>-scratch-<key>``, the resume state of an interrupted policy batch: kept while it can
+  be resumed; removed once every artifact it was for is complete, or untouched for
+  :data:`~tge_ray.pipeline.leftovers.MAX_TEMP_AGE`. ``tge store gc`` removes it at any age (that batch then starts over).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tge_ray.data.minari_io import cache_path
 from tge_ray.errors import TGEError
-from tge_ray.io import replace_folder
+from tge_ray.io import replace_folder, write_text
 from tge_ray.pipeline.files import MANIFEST_FILE as MANIFEST
+from tge_ray.pipeline.files import SCRATCH_FILE
+from tge_ray.pipeline.integrity import (
+    Damage,
+    file_records,
+    hash_damage,
+    owner_tag,
+    size_damage,
+    utc_stamp,
+    zip_damage,
+)
+from tge_ray.pipeline.leftovers import CORRUPT, Leftover, artifact_lock, find_leftovers, sweep
 from tge_ray.pipeline.upgrade import Earlier
 
 
@@ -46,6 +78,10 @@ def artifact_key(dependencies: dict[str, Any]) -> str:
 
 def is_uri(storage: str) -> bool:
     return "://" in storage and not storage.startswith("file://")
+
+
+def _stderr_note(message: str) -> None:
+    print(f"      note: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -60,7 +96,10 @@ class Artifact:
 class ArtifactStore:
     """Get-or-build stage outputs under ``<storage>/artifacts``."""
 
-    def __init__(self, storage: str) -> None:
+    def __init__(self, storage: str, note: Callable[[str], None] | None = None, sweep: bool = True) -> None:
+        """``note`` gets the one-line notes (a damaged artifact, a sweep); ``sweep=False`` leaves
+        the temporary folders as they are (``tge store list`` shows them)."""
+        self.note = note or _stderr_note
         self.storage = storage.removeprefix("file://")
         self.remote = is_uri(self.storage)
         if self.remote:
@@ -75,6 +114,11 @@ class ArtifactStore:
         else:
             self.root = Path(self.storage).expanduser().resolve() / "artifacts"
         _check_writable(self.root, storage)  # folders are made by the first build, not here
+        if sweep and self.root.is_dir():
+            removed = self.sweep()
+            if removed:
+                self.note(f"removed {len(removed)} folder(s) that interrupted runs left in {self.root}: "
+                          + ", ".join(leftover.path.name for leftover in removed))
 
     # ------------------------------------------------------------------ lookup
 
@@ -84,6 +128,61 @@ class ArtifactStore:
     def _complete(self, folder: Path) -> bool:
         return (folder / MANIFEST).is_file()
 
+    def lookup(self, name: str) -> tuple[Path | None, Damage | None]:
+        """A complete artifact's folder (fetched when remote) and what its sizes say is wrong."""
+        folder = self.root / name
+        if not self._complete(folder) and not (self.remote and self._fetch(name)):
+            return None, None
+        manifest = _read_manifest(folder)
+        if manifest is None:
+            return folder, Damage(MANIFEST, "does not parse")
+        records = manifest.get("files")
+        return folder, (size_damage(folder, records) if records else None)
+
+    def verify(self, folder: Path) -> Damage | None:
+        """What is wrong with a complete artifact's files, by their hashes (by their zip CRCs
+        when its manifest records no files); None when nothing is."""
+        manifest = _read_manifest(folder)
+        if manifest is None:
+            return Damage(MANIFEST, "missing or does not parse")
+        if "files" in manifest:
+            return hash_damage(folder, manifest["files"])
+        return zip_damage(folder, skip=(MANIFEST,))
+
+    def _usable(self, name: str) -> tuple[Path | None, Damage | None]:
+        """:meth:`lookup`, then the hashes; a sound artifact without recorded files gets them."""
+        folder, damage = self.lookup(name)
+        if folder is None or damage is not None:
+            return folder, damage
+        damage = self.verify(folder)
+        if damage is None and "files" not in (_read_manifest(folder) or {}):
+            with self._lock(name, blocking=False) as held:  # held: a builder is replacing it
+                manifest = _read_manifest(folder)
+                if held and manifest is not None and "files" not in manifest:
+                    manifest["files"] = file_records(folder, skip=(MANIFEST,))
+                    write_text(folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        return folder, damage
+
+    def _ready(self, name: str) -> bool:
+        folder, damage = self._usable(name)
+        return folder is not None and damage is None
+
+    def _settled(self, name: str, note: Callable[[str], None]) -> bool:
+        """Under the artifact's lock: True when it is there and sound (built meanwhile); a
+        damaged one is moved aside (a remote store's copy is then fetched once more)."""
+        for _ in range(2 if self.remote else 1):
+            folder, damage = self._usable(name)
+            if folder is None:
+                return False
+            if damage is None:
+                return True
+            aside = self.root / f".{name}{CORRUPT}{utc_stamp()}"
+            while aside.exists():
+                aside = aside.with_name(aside.name + "-")
+            os.rename(folder, aside)
+            note(f"{name} is damaged ({damage}): moved aside to {aside.name}; building it anew")
+        return False
+
     def _fetch(self, name: str) -> bool:
         """Download a complete remote artifact into the local mirror; False if there is none."""
         import pyarrow.fs
@@ -92,7 +191,7 @@ class ArtifactStore:
         if self._fs.get_file_info(f"{remote}/{MANIFEST}").type != pyarrow.fs.FileType.File:
             return False
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.fetch-"))
+        tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=f".{name}.fetch-{owner_tag()}-"))
         try:
             pyarrow.fs.copy_files(remote, str(tmp), source_filesystem=self._fs)
             replace_folder(tmp, self.root / name)
@@ -110,33 +209,28 @@ class ArtifactStore:
         pyarrow.fs.copy_files(str(local / MANIFEST), f"{remote}/{MANIFEST}", destination_filesystem=self._fs)
 
     def find(self, stage: str, dependencies: dict[str, Any]) -> Path | None:
-        """The local folder of a complete artifact, or None."""
-        name = self.name(stage, dependencies)
-        folder = self.root / name
-        if self._complete(folder) or (self.remote and self._fetch(name)):
-            return folder
-        return None
+        """The local folder of a complete artifact whose files have their recorded sizes, or None."""
+        folder, damage = self.lookup(self.name(stage, dependencies))
+        return folder if damage is None else None
 
     # ------------------------------------------------------------------ build
 
-    @contextlib.contextmanager
-    def _lock(self, name: str) -> Iterator[None]:
-        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".locks" / f"{name}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _lock(self, name: str, blocking: bool = True) -> contextlib.AbstractContextManager[bool]:
+        return artifact_lock(self.root, name, blocking)
 
     def earlier(self, stage: str, candidates: Sequence[Earlier], note: Callable[[str], None]) -> Artifact | None:
         """The first artifact an earlier version made under one of ``candidates``' keys, when
         :mod:`tge_ray.pipeline.upgrade` judges it equal to this version's; one ``note`` line
         when the one found is not."""
         for candidate in candidates:
-            folder = self.find(stage, candidate.dependencies)
+            name = self.name(stage, candidate.dependencies)
+            folder, damage = self._usable(name)
             if folder is None:
                 continue
+            if damage is not None:
+                with self._lock(name):
+                    if not self._settled(name, note):
+                        return None
             recorded = json.loads((folder / MANIFEST).read_text()).get("dependencies")
             why = candidate.why if not candidate.equal else (
                 "" if artifact_key(recorded) == artifact_key(candidate.dependencies)
@@ -163,7 +257,7 @@ class ArtifactStore:
             if found is not None:
                 return found
         (artifact,) = self.get_or_build_many(
-            stage, [dependencies], lambda missing, folders, scratch: [build(folders[0]) or {}]
+            stage, [dependencies], lambda missing, folders, scratch: [build(folders[0]) or {}], note, scratch=False
         )
         return artifact
 
@@ -172,6 +266,8 @@ class ArtifactStore:
         stage: str,
         dependencies: list[dict[str, Any]],
         build: Callable[[list[int], list[Path], Path], list[dict[str, Any]]],
+        note: Callable[[str], None] | None = None,
+        scratch: bool = True,
     ) -> list[Artifact]:
         """Several artifacts of one stage, the missing ones built together by one call.
 
@@ -181,42 +277,53 @@ class ArtifactStore:
         e.g. a resumable checkpoint; it is removed once they are all in place). It returns
         each one's facts. The policy stage builds a batch of policies this way: every policy is
         its own artifact, reused alone, and only the missing ones are trained. Locks are taken in
-        name order, so two runs that miss overlapping sets cannot deadlock.
+        name order, so two runs that miss overlapping sets cannot deadlock. ``scratch=False``:
+        the build uses no scratch folder (it gets None). Every artifact handed back was checked
+        against its recorded hashes; a damaged one is moved aside and built (one ``note`` line).
         """
+        note = note or self.note
         names = [self.name(stage, deps) for deps in dependencies]
         first = {name: names.index(name) for name in names}  # one build per distinct artifact
-        missing = [i for name, i in first.items() if self.find(stage, dependencies[i]) is None]
+        missing = [i for name, i in first.items() if not self._ready(name)]
         built: set[str] = set()
         if missing:
             with contextlib.ExitStack() as locks:
                 for name in sorted(names[i] for i in missing):
                     locks.enter_context(self._lock(name))
-                missing = [i for i in missing if self.find(stage, dependencies[i]) is None]  # built meanwhile?
+                missing = [i for i in missing if not self._settled(names[i], note)]  # built meanwhile?
                 if missing:
-                    self._build_many(stage, names, dependencies, missing, build)
+                    self._build_many(stage, names, dependencies, missing, build, scratch)
                     built = {names[i] for i in missing}
         return [Artifact(self.root / name, name, reused=name not in built) for name in names]
 
     def _build_many(self, stage: str, names: list[str], dependencies: list[dict[str, Any]], missing: list[int],
-                    build: Callable[[list[int], list[Path], Path], list[dict[str, Any]]]) -> None:
-        scratch = self.root / f".{stage}-scratch-{artifact_key({'missing': sorted(names[i] for i in missing)})}"
-        scratch.mkdir(parents=True, exist_ok=True)
-        folders = [Path(tempfile.mkdtemp(dir=self.root, prefix=f".{names[i]}.tmp-")) for i in missing]
+                    build: Callable[[list[int], list[Path], Path], list[dict[str, Any]]], with_scratch: bool) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        scratch = None
+        if with_scratch:
+            wanted = sorted(names[i] for i in missing)
+            scratch = self.root / f".{stage}-scratch-{artifact_key({'missing': wanted})}"
+            scratch.mkdir(exist_ok=True)
+            write_text(scratch / SCRATCH_FILE, json.dumps({"artifacts": wanted}))  # what it can resume
+        owner = owner_tag()  # in the names, so a later run can tell whether their process is gone
+        folders = [Path(tempfile.mkdtemp(dir=self.root, prefix=f".{names[i]}.tmp-{owner}-")) for i in missing]
         try:
             started = time.time()
-            facts = build(missing, folders, scratch)
+            facts = build(missing, folders, scratch)  # type: ignore[arg-type]
             seconds = round(time.time() - started, 3)
             for i, folder, fact in zip(missing, folders, facts):
                 manifest = {
                     "stage": stage,
                     "dependencies": dependencies[i],
                     "facts": fact or {},
+                    "files": file_records(folder, skip=(MANIFEST,)),
                     "seconds": seconds,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 }
                 (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
                 replace_folder(folder, self.root / names[i])
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
         finally:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -224,8 +331,29 @@ class ArtifactStore:
             for i in missing:
                 self._upload(names[i])
 
+    def leftovers(self) -> list[Leftover]:
+        """Every folder of the store that is not an artifact (:func:`~tge_ray.pipeline.leftovers.find_leftovers`)."""
+        return find_leftovers(self.root)
+
+    def sweep(self, everything: bool = False, dry_run: bool = False) -> list[Leftover]:
+        """Remove the stale leftovers (:func:`~tge_ray.pipeline.leftovers.sweep`)."""
+        return sweep(self.root, everything, dry_run)
+
     def manifest(self, artifact: Artifact) -> dict[str, Any]:
         return json.loads((artifact.path / MANIFEST).read_text())
+
+    def manifest_of(self, folder: Path) -> dict[str, Any] | None:
+        """A folder's manifest, or None when it is missing or does not parse."""
+        return _read_manifest(folder)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    """An artifact's manifest, or None when it does not parse."""
+    try:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _check_writable(folder: Path, storage: str) -> None:

@@ -34,6 +34,7 @@ POLICY_FILE = "policy.pt"  # written by tge_ray.rl.train.train_policy (its CHECK
 STAGE_METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILES = (DIFFUSION_FILE, POLICY_FILE)  # an artifact's model, copied into the run folder
 MANIFEST_FILE = "manifest.json"  # the artifact store's record of a complete artifact (written last)
+SCRATCH_FILE = "artifacts.json"  # in a resume (scratch) folder: the artifacts it was made for
 
 # ----------------------------------------------------------------------------- run folder files
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from tge_ray.config import ExperimentConfig, config_from_dict, dump_config
 from tge_ray.errors import TGEError
 from tge_ray.io import atomic_folder
 from tge_ray.pipeline import files
+from tge_ray.pipeline.integrity import copy_verified
 from tge_ray.pipeline.upgrade import SCHEMA_VERSION, VERSION_KEY, upgrade_config, upgrade_results
 
 
@@ -344,8 +344,8 @@ def write_run_folder(
         with open(tmp / files.METRICS_FILE, "w") as metrics:
             for name, artifact in artifacts.items():
                 for file in files.CHECKPOINT_FILES:
-                    if (artifact.path / file).is_file():
-                        shutil.copy2(artifact.path / file, files.run_checkpoint(tmp, name))
+                    if (artifact.path / file).is_file():  # only the bytes the manifest records
+                        copy_verified(artifact.path, file, files.run_checkpoint(tmp, name))
                 for row in files.read_stage_metrics(artifact.path):
                     metrics.write(json.dumps({"stage": name, **row}) + "\n")
         if "rewards" in artifacts:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +93,8 @@ def diffusion_stage(
 
     def build(folder: Path) -> dict[str, Any]:
         dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
-        scratch = Path(tempfile.mkdtemp(prefix="tge-train-"))
+        scratch = folder / "ray_train"  # inside the build folder: an interrupted build's is swept with it
+        scratch.mkdir()
         try:
             train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, diffusion_file(folder), progress=progress)
         finally:
