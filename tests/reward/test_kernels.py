@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tge_ray.reward.kernels import (
+    RewardScaling,
     euclidean_from_squared,
     gaussian_kernel,
     kernel_reward,
@@ -82,3 +83,25 @@ def test_constant_rewards_scale_to_zero_and_say_so():
         scaled, params = scale_rewards(np.array([2.0, 2.0, 2.0]), mode)
         np.testing.assert_array_equal(scaled, np.zeros(3, np.float32))
         assert params.degenerate
+
+
+def test_rank_scaling_is_the_quantile_within_a_thousandth():
+    from scipy.stats import rankdata
+
+    raw = np.random.default_rng(0).standard_t(2, size=20_001)  # heavy tails: min-max squeezes them
+    raw[:50] = raw[50]  # ties
+    scaled, params = scale_rewards(raw, "rank")
+    expected = (rankdata(raw) - 1) / (len(raw) - 1)
+    assert np.abs(scaled - expected).max() < 1e-3
+    assert scaled.min() == 0.0 and scaled.max() == 1.0 and len(set(scaled[:51].tolist())) == 1
+    # new rewards (a policy's rollouts) land where D_mu's would, clipped outside D_mu's range
+    again = RewardScaling(**params.to_dict())
+    np.testing.assert_allclose(again.apply(raw), scaled, atol=1e-6)
+    outside = again.apply(np.array([raw.min() - 1.0, raw.max() + 1.0]))
+    np.testing.assert_array_equal(outside, [0.0, 1.0])
+
+
+def test_rank_scaling_of_constant_rewards_is_degenerate():
+    scaled, params = scale_rewards(np.full(4, 2.5), "rank")
+    np.testing.assert_array_equal(scaled, np.zeros(4, np.float32))
+    assert params.degenerate and params.knots is None

@@ -186,7 +186,8 @@ class RLConfig:
     Attributes:
         backbone: TGE's learner: ``iql`` (the default, as DESIGN.md), ``rebrac``, or ``fbc``
             (TGE-filtered BC); BC and oracle-IQL are baselines chosen with ``methods``.
-        steps: gradient updates per policy.
+        steps: gradient updates per policy (1M, the budget of CORL, SMODICE and OTR; the
+            ``default`` config trains fewer to fit a laptop).
         seeds: RL seeds per method over the same rewards (seed, seed + 1, ...); methods that
             share a learner train with all their seeds as one batch; scores are mean ± std.
         iql: IQL hyper-parameters (also the oracle baseline's).
@@ -196,7 +197,7 @@ class RLConfig:
     """
 
     backbone: Literal["iql", "rebrac", "fbc"] = "iql"
-    steps: int = 100000
+    steps: int = 1_000_000
     seeds: int = 1
     iql: IQLConfig = field(default_factory=IQLConfig)
     rebrac: ReBRACConfig = field(default_factory=ReBRACConfig)

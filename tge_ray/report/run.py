@@ -26,7 +26,9 @@ def _summary_line(config: ExperimentConfig, task: dict[str, Any]) -> str:
 
 def _scaling_line(scaling: dict[str, Any]) -> str:
     shift, divisor = scaling.get("shift"), scaling.get("divisor")
-    if is_number(shift) and is_number(divisor):
+    if scaling.get("mode") == "rank" and not scaling.get("degenerate"):
+        formula = "scaled = the raw reward's quantile among D_mu's"
+    elif is_number(shift) and is_number(divisor):
         sign = "-" if shift >= 0 else "+"
         formula = f"scaled = (raw {sign} {abs(shift):.4g}) / {divisor:.4g}"
     else:

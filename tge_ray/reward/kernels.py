@@ -20,10 +20,11 @@ from typing import Any, Literal
 import numpy as np
 
 KERNELS = ("log", "gaussian")
-SCALE_MODES = ("minmax", "standard", "none")
+SCALE_MODES = ("rank", "minmax", "standard", "none")
+RANK_KNOTS = 1001  # quantiles kept by ``rank`` scaling: scaled values are exact to 1/1000
 
 Kernel = Literal["log", "gaussian"]
-ScaleMode = Literal["minmax", "standard", "none"]
+ScaleMode = Literal["rank", "minmax", "standard", "none"]
 ArrayLike = Any  # np.ndarray or torch.Tensor
 
 
@@ -85,8 +86,12 @@ def kernel_reward(distances: ArrayLike, kernel: Kernel = "log", sigma: float = 1
 
 @dataclass(frozen=True)
 class RewardScaling:
-    """How raw rewards were scaled: ``scaled = (raw - shift) / divisor``.
+    """How raw rewards were scaled: ``scaled = (raw - shift) / divisor``, or by rank.
 
+    ``rank``: a reward's quantile among D_mu's, in [0, 1]: ``knots`` holds D_mu's raw rewards at
+    the quantiles 0, 1/1000, ..., 1, and a raw reward maps to its linear interpolation there
+    (clipped to [0, 1] outside them). Ties share one value. Only the reward's order counts, so one
+    outlying window cannot squeeze the rest into a narrow band as it can under min-max.
     ``minmax``: shift = min, divisor = max - min over D_mu, so D_mu's rewards span [0, 1].
     ``standard``: shift = mean, divisor = std (population), zero mean and unit std.
     ``none``: shift = 0, divisor = 1.
@@ -98,16 +103,29 @@ class RewardScaling:
     shift: float
     divisor: float
     degenerate: bool = False
+    knots: tuple[float, ...] | None = None
 
     def apply(self, rewards: np.ndarray) -> np.ndarray:
         """Scale ``rewards`` (any shape) with these parameters; float32."""
         r = np.asarray(rewards, dtype=np.float64)
+        if self.mode == "rank" and not self.degenerate:
+            return _rank_scale(r, np.asarray(self.knots, np.float64))
         return ((r - self.shift) / self.divisor).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form for reports and result files."""
-        return {"mode": self.mode, "shift": self.shift, "divisor": self.divisor,
-                "degenerate": self.degenerate}
+        plain = {"mode": self.mode, "shift": self.shift, "divisor": self.divisor, "degenerate": self.degenerate}
+        if self.knots is not None:
+            plain["knots"] = list(self.knots)
+        return plain
+
+
+def _rank_scale(raw: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Quantile of each raw reward among ``knots`` (D_mu's quantiles), ties sharing the middle."""
+    levels = np.linspace(0.0, 1.0, len(knots))
+    lower = np.interp(raw, knots, levels, left=0.0, right=1.0)
+    upper = 1.0 - np.interp(-raw, -knots[::-1], levels, left=0.0, right=1.0)
+    return ((lower + upper) / 2).astype(np.float32)
 
 
 def scale_rewards(rewards: np.ndarray, mode: ScaleMode = "minmax") -> tuple[np.ndarray, RewardScaling]:
@@ -121,6 +139,12 @@ def scale_rewards(rewards: np.ndarray, mode: ScaleMode = "minmax") -> tuple[np.n
         scaling = RewardScaling(mode, 0.0, 1.0)
     elif not np.all(np.isfinite(r)):
         raise ValueError("rewards hold NaN or inf values; cannot scale them")
+    elif mode == "rank":
+        knots = np.quantile(r, np.linspace(0.0, 1.0, RANK_KNOTS))
+        if knots[0] == knots[-1]:
+            scaling = RewardScaling(mode, float(knots[0]), 1.0, degenerate=True)
+        else:
+            scaling = RewardScaling(mode, float(knots[0]), 1.0, knots=tuple(float(k) for k in knots))
     elif mode == "minmax":
         low, high = float(r.min()), float(r.max())
         spread = high - low
