@@ -8,16 +8,22 @@
     tge diagnose NAME RUN_DIR [...]           a diagnostic of a run (tge diagnose --help lists them)
     tge store STORAGE list | verify | gc       the artifact store: list, check every hash, remove what no run uses
 
-Errors caused by input print one line ``tge: error: ...`` and exit with code 2.
+Errors caused by input or by the machine (no space, permission denied, a read-only file system)
+print one line ``tge: error: ...`` and exit with code 2. SIGINT (Ctrl-C) and SIGTERM stop a
+command cleanly with one line, exit 130 and 143; a closed pipe (``tge config --fields | head``)
+ends it quietly with exit 141, as ``yes | head`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
+from tge_ray import faults
 from tge_ray.config import resolve_config_path
 from tge_ray.errors import DataError, TGEError
 
@@ -43,6 +49,7 @@ def _load(items: list[str]) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.items)
+    args.where = cfg.storage  # names the path of an OS error that carries none
     from tge_ray.pipeline.run import run_experiment
 
     run_experiment(cfg, progress=not args.quiet, verbose=args.verbose)
@@ -353,14 +360,46 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = [*args.overrides, *extra]
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        return int(args.func(args) or 0)
-    except TGEError as exc:
-        print(f"tge: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tge: interrupted", file=sys.stderr)
-        return 130
+    with faults.signals_handled():
+        try:
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+            return code
+        except TGEError as exc:
+            return _error(str(exc))
+        except KeyboardInterrupt as exc:
+            return _interrupted(exc, args)
+        except BrokenPipeError:
+            return _closed_pipe()
+        except Exception as exc:  # an OS error or a TGEError that Ray wrapped; a bug otherwise
+            fault = faults.find_fault(exc)
+            if isinstance(fault, KeyboardInterrupt):
+                return _interrupted(fault, args)
+            line = faults.fault_line(exc, where=getattr(args, "where", None))
+            if line is None:
+                raise
+            return _error(line)
+
+
+def _error(line: str) -> int:
+    print(f"tge: error: {line}", file=sys.stderr)
+    return 2
+
+
+def _interrupted(exc: KeyboardInterrupt, args: argparse.Namespace) -> int:
+    """Exit 130 (SIGINT, Ctrl-C) or 143 (SIGTERM) with one line."""
+    signum = faults.signal_of(exc)
+    resumable = getattr(args, "command", None) in ("run", "sweep")
+    print(faults.interrupted_line(signum, resumable), file=sys.stderr, flush=True)
+    return 128 + signum
+
+
+def _closed_pipe() -> int:
+    """``tge ... | head``: the reader left. Exit 141 (128 + SIGPIPE, what a shell reports for
+    ``yes | head``) without a traceback; stdout goes to /dev/null so the exit flush is quiet."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

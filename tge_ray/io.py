@@ -34,6 +34,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a write's ENOSPC names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -46,11 +50,22 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically."""
+    """``torch.save(obj)`` to ``path`` atomically.
+
+    The file is written through a Python file object, so a failed write (no space left) raises
+    the ``OSError`` with its errno and this path, where ``torch.save(obj, path)`` raises a bare
+    ``RuntimeError`` from its C++ stream.
+    """
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as handle:
+            try:
+                torch.save(obj, handle)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from exc
+                raise
     return Path(path)
 
 

@@ -30,7 +30,7 @@ from tge_ray.pipeline.upgrade import MOVED_KEYS, SCHEMA_VERSION, VERSION_KEY, up
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+        return "one of " + ", ".join(str(a).lower() if isinstance(a, bool) else repr(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
@@ -255,6 +255,8 @@ def describe_fields(cls: Any = ExperimentConfig, prefix: str = "") -> list[tuple
             rows.extend(describe_fields(type(value), dotted + "."))
         else:
             shown = list(value) if isinstance(value, tuple) else value
-            default = yaml.safe_dump(shown, default_flow_style=True).strip().removesuffix("...").strip()
+            # One line whatever the value: YAML ends a bare scalar with "...", folds long ones.
+            dumped = yaml.safe_dump(shown, default_flow_style=True, width=10**9)
+            default = dumped.strip().removesuffix("...").strip().replace("\n", " ")
             rows.append((dotted, default, _type_name(hints[f.name]), docs.get(f.name, "")))
     return rows

@@ -29,6 +29,7 @@ from tge_ray.diffusion.checkpoint import diffusion_config_from_dict, write_check
 from tge_ray.diffusion.ddpm import DiffusionTrainerState
 from tge_ray.diffusion.unet import TemporalUnet
 from tge_ray.errors import TGEError
+from tge_ray.io import torch_save
 
 STATE_FILE = "state.pt"  # inside each Ray Train checkpoint directory
 MAX_FAILURES = 3
@@ -150,7 +151,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
-            torch.save({"trainer": state.state_dict(), "losses": losses}, Path(folder) / STATE_FILE)
+            torch_save({"trainer": state.state_dict(), "losses": losses}, Path(folder) / STATE_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
     # 4. Epochs over this worker's shard until the step budget is spent.

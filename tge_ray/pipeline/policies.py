@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.data.task import LfOTask
 from tge_ray.errors import DataError
+from tge_ray.io import torch_save
 from tge_ray.methods import METHODS, Method
 from tge_ray.pipeline import files
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
@@ -256,7 +256,7 @@ def _train(learner: str, specs: list[Any], requests: list[PolicyRequest], table:
     )
     facts = []
     for k, (request, result, folder) in enumerate(zip(requests, results, folders)):
-        torch.save({"learner": learner, "label": request.label, "seed": result.seed,
+        torch_save({"learner": learner, "label": request.label, "seed": result.seed,
                     "config": to_dict(request.config), "actor_state": result.actor_state,
                     "eval_history": result.eval_history}, files.policy_file(folder))
         files.write_stage_metrics(folder, result.metrics)

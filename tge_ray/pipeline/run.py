@@ -29,6 +29,7 @@ from tge_ray.config import ExperimentConfig, to_dict
 from tge_ray.data.task import LfOTask, build_task
 from tge_ray.data.windows import Windows
 from tge_ray.errors import ConfigError, TGEError
+from tge_ray.faults import check_writable
 from tge_ray.pipeline import files
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
 from tge_ray.pipeline.policies import PolicyRequest, plan, policy_stage
@@ -112,15 +113,19 @@ def run_experiments(
             "(sweeps accept cloud URIs with --storage)"
         )
     check_available(first.tracking)  # a tracker that is not installed: one line before anything runs
+    for path, name in ((first.storage, "storage"), (run_root, "the sweep's trial folder")):
+        if path is not None and not is_uri(str(path)):
+            check_writable(str(path).removeprefix("file://"), name)
     seed_everything(first.seed)
     if first.resources.torch_threads:
         import torch
 
         torch.set_num_threads(first.resources.torch_threads)
+    prepared = _prepare(cfgs, progress)  # stages 1 and 2 need no Ray: their faults show in seconds
     with ray_session(first, verbose):
         store = ArtifactStore(first.storage)
         quiet_ray_data(verbose)
-        results = _run_stages(cfgs, store, progress, report, Path(run_root or first.storage),
+        results = _run_stages(cfgs, prepared, store, progress, report, Path(run_root or first.storage),
                               stages or [{} for _ in cfgs])
     for result in results:
         result.seconds = time.time() - started
@@ -131,14 +136,18 @@ def run_experiments(
     return results
 
 
-def _run_stages(
-    cfgs: list[ExperimentConfig],
-    store: ArtifactStore,
-    progress: bool,
-    report: Any,
-    run_root: Path,
-    stages: list[dict[str, Artifact]],
-) -> list[RunResult]:
+@dataclass
+class _Prepared:
+    """Stages 1 and 2: the task and its windows."""
+
+    task: LfOTask
+    mixed_windows: Windows
+    demo_windows: Windows
+
+
+def _prepare(cfgs: list[ExperimentConfig], progress: bool) -> _Prepared:
+    """Data and windows, with every check that needs the data (reward.k, the memory of each
+    stage), before Ray starts."""
     cfg = cfgs[0]
     horizon = cfg.windows.horizon
     # 1. data
@@ -146,10 +155,6 @@ def _run_stages(
     ensure_datasets(cfg, progress)
     task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos, cfg.task.download,
                       demos=cfg.task.demos)
-    # 2. windows (standardised with D_mu's statistics)
-    say(progress, f"[2/6] windows: H={horizon}, {task.mixed.n_transitions} in D_mu, {len(task.demo_observations)} in D_E")
-    mixed_windows = Windows(task.standardize(task.mixed.observations), task.mixed.episode_ids, horizon)
-    demo_windows = Windows(task.standardize(task.demo_observations), task.demo_episode_ids, horizon)
     n_index = int(expert_index_rows(cfg, task).sum())
     if "tge" in cfg.methods and cfg.reward.k > n_index:
         which = " complete" if cfg.reward.expert_windows == "complete" else ""
@@ -157,6 +162,44 @@ def _run_stages(
             f"reward.k={cfg.reward.k} exceeds the {n_index}{which} expert windows of D_E: use "
             f"reward.k <= {n_index} or more demos (task.n_demos)"
         )
+    _check_memory(cfgs, task, n_index)
+    # 2. windows (standardised with D_mu's statistics)
+    say(progress, f"[2/6] windows: H={horizon}, {task.mixed.n_transitions} in D_mu, {len(task.demo_observations)} in D_E")
+    return _Prepared(task, Windows(task.standardize(task.mixed.observations), task.mixed.episode_ids, horizon),
+                     Windows(task.standardize(task.demo_observations), task.demo_episode_ids, horizon))
+
+
+def _check_memory(cfgs: list[ExperimentConfig], task: LfOTask, n_index: int) -> None:
+    """Refuse, with the numbers, a run whose windows or any later stage cannot fit in memory."""
+    from tge_ray.accel import local_device
+    from tge_ray.pipeline import memory
+
+    cfg = cfgs[0]
+    mixed, obs_dim = task.mixed, task.mixed.obs_dim
+    needs = []
+    if "tge" in cfg.methods:
+        needs += memory.stage_needs(cfg, mixed.n_transitions, len(task.demo_episode_ids), n_index, obs_dim)
+    batches: dict[str, list[Any]] = {}
+    tge_runs = 0
+    for run, run_cfg in enumerate(cfgs):  # the names of the reward artifacts are not known yet
+        tge_runs += "tge" in run_cfg.methods
+        for request in plan(run_cfg, run, Artifact(Path(), f"rewards-of-run-{run}", reused=False)):
+            batches.setdefault(request.learner, []).append(request.config)
+    needs += memory.policy_needs(batches, mixed.n_transitions, 2 + tge_runs, obs_dim, mixed.act_dim,
+                                 local_device(cfg.resources.use_gpu))
+    memory.check_fits(memory.windows_need(cfg, mixed.episode_ids, task.demo_episode_ids, obs_dim), needs)
+
+
+def _run_stages(
+    cfgs: list[ExperimentConfig],
+    prepared: _Prepared,
+    store: ArtifactStore,
+    progress: bool,
+    report: Any,
+    run_root: Path,
+    stages: list[dict[str, Artifact]],
+) -> list[RunResult]:
+    task, mixed_windows, demo_windows = prepared.task, prepared.mixed_windows, prepared.demo_windows
     separations: list[dict[str, float]] = []
     correlations: list[dict[str, float] | None] = []
     requests, reward_columns = [], {}

@@ -16,6 +16,7 @@ from typing import Any
 
 from tge_ray.config import ExperimentConfig
 from tge_ray.errors import TGEError
+from tge_ray.faults import reclaim_signals
 
 TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
@@ -25,7 +26,10 @@ def ray_session(cfg: ExperimentConfig, verbose: bool = False) -> Iterator[None]:
     """Join ``resources.address`` or start a local Ray; leave an existing session alone.
 
     Quiet unless ``verbose``: Ray's own logs stay in its session's log folder
-    (``/tmp/ray/session_latest/logs``); the terminal gets Ray's errors only.
+    (``/tmp/ray/session_latest/logs``); the terminal gets Ray's errors only. A local Ray that
+    this starts is shut down however the block ends, an interrupt included
+    (:func:`tge_ray.faults.signals_handled`); the processes of one killed with SIGKILL go with
+    it (Ray ties them to the driver's life), so ``ray stop`` is never needed after ``tge run``.
     """
     import ray
 
@@ -51,12 +55,21 @@ def ray_session(cfg: ExperimentConfig, verbose: bool = False) -> Iterator[None]:
             logging_level=logging.INFO if verbose else logging.WARNING,
             configure_logging=True,
         )
-    except (ConnectionError, TimeoutError, ValueError, RuntimeError) as exc:
+    except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if starts_local and "timed out during startup" in reason:  # Ray waits 30 s for its raylet
+            raise TGEError(
+                "the local Ray did not start within Ray's 30 s (its raylet did not answer; the machine "
+                "may be overloaded): rerun when it is quieter, or start Ray once with `ray start --head` "
+                "and pass resources.address=auto"
+            ) from None
+        if not isinstance(exc, (ConnectionError, TimeoutError, ValueError, RuntimeError)):
+            raise
         raise TGEError(
             f"resources.address={address!r} does not answer ({reason}): start the cluster "
             "(`ray start --head`) or leave resources.address unset for a local Ray"
         ) from None
+    reclaim_signals()  # ray.init set its own SIGTERM handler (a C-level stack dump, exit 134)
     try:
         yield
     finally:

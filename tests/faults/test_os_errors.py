@@ -1,0 +1,219 @@
+"""OS-level faults as one line, exit 2: a storage path that cannot be created, a read-only or full
+file system, windows that cannot fit in memory, a malformed dataset id; `--fields` and a closed
+pipe. Real `tge` subprocesses on the tiny datasets; the checks that fail before Ray starts share
+one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tge_ray.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tge_env() -> dict[str, str]:
+    """The test session's Minari folder and cache (set by its fixtures), this tree's tge_ray, no
+    cluster to join."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
+
+
+def smoke(tiny_datasets, storage, *extra) -> list[str]:
+    """`tge run -q` on the smoke budget, cut further: every stage runs, in seconds."""
+    return ["run", "-q", "smoke", f"task.offline={tiny_datasets['offline']}",
+            f"task.expert={tiny_datasets['expert']}", f"storage={storage}", "methods=[tge,bc]",
+            "rl.steps=100", "evaluation.every=100", "evaluation.episodes=1", "evaluation.num_envs=1", *extra]
+
+
+def one_error_line(stderr: str) -> str:
+    """The single line a fault prints; fails on a traceback or any other line."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tge: error: "), stderr[-3000:]
+    return lines[0]
+
+
+def leftovers(storage: Path) -> list[str]:
+    """Temporary folders under the store: none may survive a failed or interrupted build."""
+    return sorted(p.name for p in (storage / "artifacts").glob("*.tmp-*")) if (storage / "artifacts").exists() else []
+
+
+@pytest.fixture()
+def tmpfs(tmp_path):
+    """Mount a small tmpfs (``mount(size, ro=False)``), unmounted at the end; skipped where the
+    machine does not allow mounting."""
+    mounted = []
+
+    def mount(size: str, ro: bool = False, name: str = "fs") -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        options = f"size={size}" + (",ro" if ro else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({(done.stderr or done.stdout).strip() or done.returncode})")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+# ----------------------------------------------------------------------------- before Ray starts
+
+# Each case runs `tge run` through main() in one fresh process, which reports the exit code, what
+# went to stderr and whether Ray was ever started: every one of them must be refused before.
+PROBE = textwrap.dedent("""
+    import contextlib, io, json, sys
+    from tge_ray.cli import main
+    results = {}
+    for name, argv in json.loads(sys.argv[1]).items():
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            code = main(argv)
+        results[name] = {"code": code, "stderr": err.getvalue()}
+    ray = sys.modules.get("ray")
+    results["ray started"] = bool(ray is not None and ray.is_initialized())
+    print(json.dumps(results))
+""")
+
+
+@pytest.fixture(scope="module")
+def refused(tiny_datasets, tmp_path_factory):
+    """Faults `tge run` refuses before Ray starts, run in one subprocess."""
+    root = tmp_path_factory.mktemp("refused")
+    (root / "a_file").write_text("not a folder")
+    read_only = root / "read-only"
+    read_only.mkdir()
+    ro = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(read_only)], capture_output=True,
+                        text=True)
+    cases = {
+        "proc": smoke(tiny_datasets, "/proc/nope/runs"),
+        "file": smoke(tiny_datasets, root / "a_file" / "runs"),
+        "horizon": smoke(tiny_datasets, root / "horizon", f"windows.horizon={2**30}"),
+        "seeds": smoke(tiny_datasets, root / "seeds", "rl.seeds=100000", "rl.iql.batch_size=4096"),
+        "dataset id": smoke(tiny_datasets, root / "id", "task.expert=no_version_here"),
+    }
+    if ro.returncode == 0:
+        cases["read-only"] = smoke(tiny_datasets, read_only / "runs")
+    try:
+        done = subprocess.run([sys.executable, "-c", PROBE, json.dumps({k: [str(a) for a in v] for k, v in cases.items()})],
+                              capture_output=True, text=True, timeout=600, env=tge_env(), cwd=root)
+    finally:
+        if ro.returncode == 0:
+            subprocess.run(["umount", "-l", str(read_only)], check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results["root"] = root
+    results["read-only skipped"] = None if ro.returncode == 0 else (ro.stderr.strip() or str(ro.returncode))
+    return results
+
+
+def test_nothing_starts_ray(refused):
+    assert refused["ray started"] is False
+
+
+def test_storage_that_cannot_be_created(refused):
+    for case, where in (("proc", "(/proc: No such file or directory)"), ("file", "a_file is a file")):
+        assert refused[case]["code"] == 2, refused[case]
+        line = one_error_line(refused[case]["stderr"])
+        assert line.startswith("tge: error: storage=") and where in line and "choose" in line, line
+    assert not (refused["root"] / "a_file").is_dir()
+
+
+def test_read_only_storage(refused):
+    if refused["read-only skipped"]:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {refused['read-only skipped']}")
+    assert refused["read-only"]["code"] == 2
+    line = one_error_line(refused["read-only"]["stderr"])
+    assert "Read-only file system" in line and "on a writable file system" in line, line
+
+
+def test_windows_that_cannot_fit_in_memory(refused):
+    """H = 2^30 over 14 tiny episodes: the padded rows alone want hundreds of GiB."""
+    assert refused["horizon"]["code"] == 2
+    line = one_error_line(refused["horizon"]["stderr"])
+    assert "the windows stage needs about" in line and "GiB is available: lower windows.horizon" in line, line
+    assert "padded rows" in line
+    assert not (refused["root"] / "horizon").exists(), "nothing is written for a refused run"
+
+
+def test_policies_that_cannot_fit_in_memory(refused):
+    """100000 seeds of IQL and BC: the stacked parameters and batches cannot fit."""
+    assert refused["seeds"]["code"] == 2
+    line = one_error_line(refused["seeds"]["stderr"])
+    assert "the policies (iql x100000) stage needs about" in line and "lower rl.seeds" in line, line
+    assert not (refused["root"] / "seeds").exists()
+
+
+def test_malformed_dataset_id(refused):
+    assert refused["dataset id"]["code"] == 2
+    assert "malformed dataset id 'no_version_here'" in one_error_line(refused["dataset id"]["stderr"])
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+
+def test_full_file_system_is_one_line(tiny_datasets, tmpfs):
+    """A 100 KiB tmpfs fills with the diffusion model, written by a Ray Train worker: one line
+    naming the file and the fix, no artifact and no temporary folder left."""
+    storage = tmpfs("100k") / "runs"
+    done = subprocess.run([sys.executable, "-m", "tge_ray.cli", *smoke(tiny_datasets, storage)],
+                          capture_output=True, text=True, timeout=600, env=tge_env())
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = one_error_line(done.stderr)
+    assert "no space left on the device: free space on that file system or choose another storage=PATH" in line
+    assert str(storage) in line
+    assert not list((storage / "artifacts").glob("diffusion-*")) and leftovers(storage) == []
+
+
+# ----------------------------------------------------------------------------- tge config, pipes
+
+
+def test_fields_are_aligned_on_one_line_each(capsys):
+    from tge_ray.config import describe_fields
+
+    assert main(["config", "--fields"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("    ")]
+    rows = describe_fields()
+    assert len(lines) == len(rows) > 60  # one line per field besides its documentation line
+    for line, (key, default, kind, _) in zip(lines, rows):
+        assert line.startswith(key + " ") and line.endswith("  " + kind), line
+    assert len({len(line) - len(kind) for line, (_, _, kind, _) in zip(lines, rows)}) == 1  # one type column
+    assert "one of 'auto', true, false" in "\n".join(lines)  # YAML's booleans, as the user writes them
+
+
+def test_a_long_default_stays_on_its_line():
+    from dataclasses import dataclass
+
+    from tge_ray.config import describe_fields
+
+    @dataclass
+    class Section:
+        """A section.
+
+        Attributes:
+            text: a long default, which YAML folds at 80 columns unless told not to.
+        """
+
+        text: str = "word " * 30
+
+    ((key, default, kind, doc),) = describe_fields(Section)
+    assert "\n" not in default and default.strip("'").split() == ["word"] * 30 and kind == "a string"
+
+
+def test_closed_pipe_is_quiet(tmp_path):
+    """`tge config --fields | head`: the reader is gone before tge writes; exit 141, as `yes | head`
+    gives, and nothing on stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "tge_ray.cli", "config", "--fields"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=tge_env(), cwd=tmp_path)
+    proc.stdout.close()  # the reader leaves
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
