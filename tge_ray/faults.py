@@ -197,13 +197,3 @@ def check_writable(path: str | os.PathLike[str], name: str) -> None:
         fix = _FIXES.get(exc.errno, ("", f"choose another {name}=PATH"))[1]
         verb = "written" if existing == target else "created"
         raise TGEError(f"{name}={str(path)!r} cannot be {verb} ({existing}: {exc.strerror}): {fix}") from None
-
-
-def free_bytes(path: str | os.PathLike[str]) -> int:
-    """Free bytes of the file system that holds ``path`` (or its nearest existing ancestor)."""
-    import shutil
-
-    existing = Path(path).expanduser().absolute()
-    while not existing.exists():
-        existing = existing.parent
-    return shutil.disk_usage(existing).free

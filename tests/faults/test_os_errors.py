@@ -185,7 +185,8 @@ def test_fields_are_aligned_on_one_line_each(capsys):
     rows = describe_fields()
     assert len(lines) == len(rows) > 60  # one line per field besides its documentation line
     for line, (key, default, kind, _) in zip(lines, rows):
-        assert line.startswith(key + " ") and line.endswith("  " + kind), line
+        assert line.startswith(key + " ") and line[len(key):].lstrip().startswith(default + " "), line
+        assert line.endswith("  " + kind), line
     assert len({len(line) - len(kind) for line, (_, _, kind, _) in zip(lines, rows)}) == 1  # one type column
     assert "one of 'auto', true, false" in "\n".join(lines)  # YAML's booleans, as the user writes them
 

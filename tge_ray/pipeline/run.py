@@ -34,7 +34,7 @@ from tge_ray.pipeline import files
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore, is_uri
 from tge_ray.pipeline.policies import PolicyRequest, plan, policy_stage
 from tge_ray.pipeline.run_folder import ArtifactRef, RunRecord, write_run_folder
-from tge_ray.pipeline.session import quiet_ray_data, ray_session
+from tge_ray.pipeline.session import check_address, quiet_ray_data, ray_session, starts_local_ray
 from tge_ray.pipeline.stages import (
     diffusion_stage,
     embedding_stage,
@@ -116,6 +116,7 @@ def run_experiments(
     for path, name in ((first.storage, "storage"), (run_root, "the sweep's trial folder")):
         if path is not None and not is_uri(str(path)):
             check_writable(str(path).removeprefix("file://"), name)
+    check_address(first)  # a cluster that does not answer: before the data, which may be made first
     seed_everything(first.seed)
     if first.resources.torch_threads:
         import torch
@@ -170,14 +171,15 @@ def _prepare(cfgs: list[ExperimentConfig], progress: bool) -> _Prepared:
 
 
 def _check_memory(cfgs: list[ExperimentConfig], task: LfOTask, n_index: int) -> None:
-    """Refuse, with the numbers, a run whose windows or any later stage cannot fit in memory."""
+    """Refuse, with the numbers, a run whose windows or any later stage cannot fit in memory: the
+    driver's parts always, the Ray workers' when they run on this machine (a local Ray)."""
     from tge_ray.accel import local_device
     from tge_ray.pipeline import memory
 
     cfg = cfgs[0]
     mixed, obs_dim = task.mixed, task.mixed.obs_dim
     needs = []
-    if "tge" in cfg.methods:
+    if "tge" in cfg.methods and starts_local_ray(cfg):  # on a cluster the workers' memory is elsewhere
         needs += memory.stage_needs(cfg, mixed.n_transitions, len(task.demo_episode_ids), n_index, obs_dim)
     batches: dict[str, list[Any]] = {}
     tge_runs = 0

@@ -37,11 +37,8 @@ def ray_session(cfg: ExperimentConfig, verbose: bool = False) -> Iterator[None]:
         yield
         return
     address = cfg.resources.address
-    if address not in (None, "auto", "local"):
-        check_reachable(address)
-    # Inside `ray job submit`, RAY_ADDRESS points ray.init at the job's cluster, which refuses
-    # num_cpus: a CPU count applies only to a Ray this process starts itself.
-    starts_local = address is None and not os.environ.get("RAY_ADDRESS")
+    check_address(cfg)
+    starts_local = starts_local_ray(cfg)
     if not verbose:
         # ray.init announces, as a warning on every run, that a cluster it starts has token
         # authentication on (Ray's default, which stays): the notice goes, the setting does not.
@@ -74,6 +71,23 @@ def ray_session(cfg: ExperimentConfig, verbose: bool = False) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def starts_local_ray(cfg: ExperimentConfig) -> bool:
+    """Whether :func:`ray_session` starts a Ray of its own on this machine.
+
+    Inside `ray job submit`, RAY_ADDRESS points ray.init at the job's cluster, which refuses
+    num_cpus: a CPU count applies only to a Ray this process starts itself.
+    """
+    import ray
+
+    return cfg.resources.address is None and not os.environ.get("RAY_ADDRESS") and not ray.is_initialized()
+
+
+def check_address(cfg: ExperimentConfig) -> None:
+    """One line, in seconds, when ``resources.address`` names a host:port where nothing listens."""
+    if cfg.resources.address not in (None, "auto", "local"):
+        check_reachable(cfg.resources.address)
 
 
 def check_reachable(address: str, timeout: float = 5.0) -> None:
