@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,13 +77,20 @@ def replace_folder(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
+def owner_tag() -> str:
+    """``<pid>@<host>`` of this process: temporary folders carry it in their names, so a later
+    process can tell one whose writer is gone (a ``kill -9``) from one still being written."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
 @contextlib.contextmanager
 def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """A private folder beside ``target``, moved into place (replacing what stood there) when
-    the block ends without error; removed if the block fails or is interrupted."""
+    """A private folder beside ``target`` (``.<name>.tmp-<pid>@<host>-*``), moved into place
+    (replacing what stood there) when the block ends without error; removed if the block fails
+    or is interrupted."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-{owner_tag()}-"))
     try:
         yield tmp
         replace_folder(tmp, target)

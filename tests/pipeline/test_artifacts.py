@@ -187,7 +187,9 @@ def test_open_sweeps_what_dead_processes_left_and_nothing_else(tmp_path):
     held = root / f".rewards-dddd.tmp-{_dead_pid()}@{host}-ghi789"  # owner gone, but its lock is held
     resumable = root / ".policy-scratch-0123"
     finished = root / ".policy-scratch-4567"
-    for folder in (dead, earlier, alive, held, resumable, finished):
+    run_folder = tmp_path / f".tge-hopper__iql__H8__s0__20261204-000000.tmp-{_dead_pid()}@{host}-q1w2e3"
+    foreign = tmp_path / ".notes.tmp-abc123"  # another program's: it names no owner
+    for folder in (dead, earlier, alive, held, resumable, finished, run_folder, foreign):
         folder.mkdir()
     (resumable / "artifacts.json").write_text('{"artifacts": ["policy-eeee"]}')
     (finished / "artifacts.json").write_text(f'{{"artifacts": ["{store.name("rewards", {"a": 1})}"]}}')
@@ -196,7 +198,8 @@ def test_open_sweeps_what_dead_processes_left_and_nothing_else(tmp_path):
         ArtifactStore(str(tmp_path), note=notes.append)
     left = {p.name for p in root.iterdir() if p.name.startswith(".") and p.name != ".locks"}
     assert left == {alive.name, held.name, resumable.name}
-    assert len(notes) == 1 and notes[0].startswith("removed 3 folder(s) that interrupted runs left")
+    assert not run_folder.exists() and foreign.exists()
+    assert len(notes) == 1 and notes[0].startswith("removed 4 folder(s) that interrupted runs left")
     old = time.time() - 25 * 3600
     os.utime(resumable, (old, old))
     os.utime(resumable / "artifacts.json", (old, old))

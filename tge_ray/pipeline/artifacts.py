@@ -54,14 +54,13 @@ from typing import Any
 
 from tge_ray.data.minari_io import cache_path
 from tge_ray.errors import TGEError
-from tge_ray.io import replace_folder, write_text
+from tge_ray.io import owner_tag, replace_folder, write_text
 from tge_ray.pipeline.files import MANIFEST_FILE as MANIFEST
 from tge_ray.pipeline.files import SCRATCH_FILE
 from tge_ray.pipeline.integrity import (
     Damage,
     file_records,
     hash_damage,
-    owner_tag,
     size_damage,
     utc_stamp,
     zip_damage,
@@ -332,12 +331,13 @@ class ArtifactStore:
                 self._upload(names[i])
 
     def leftovers(self) -> list[Leftover]:
-        """Every folder of the store that is not an artifact (:func:`~tge_ray.pipeline.leftovers.find_leftovers`)."""
-        return find_leftovers(self.root)
+        """Every folder of the store that is not an artifact, and the run folders being written
+        beside a local store (:func:`~tge_ray.pipeline.leftovers.find_leftovers`)."""
+        return find_leftovers(self.root, None if self.remote else self.root.parent)
 
     def sweep(self, everything: bool = False, dry_run: bool = False) -> list[Leftover]:
         """Remove the stale leftovers (:func:`~tge_ray.pipeline.leftovers.sweep`)."""
-        return sweep(self.root, everything, dry_run)
+        return sweep(self.root, None if self.remote else self.root.parent, everything, dry_run)
 
     def manifest(self, artifact: Artifact) -> dict[str, Any]:
         return json.loads((artifact.path / MANIFEST).read_text())

@@ -9,7 +9,7 @@ that differ from the recorded ones. Artifacts written before manifests recorded 
 every ``.jsonl`` must parse.
 
 Temporary folders of the store carry their owner in their name, ``.<artifact>.tmp-<pid>@<host>-<random>``
-(:func:`owner_tag`, :func:`parse_temp`), so a later run can tell a folder whose process is gone
+(:func:`tge_ray.io.owner_tag`, :func:`parse_temp`), so a later run can tell a folder whose process is gone
 (:func:`owner_gone`) from one that is still being written.
 """
 
@@ -156,11 +156,6 @@ def copy_verified(folder: Path, name: str, target: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- temporary folders
-
-
-def owner_tag() -> str:
-    """``<pid>@<host>`` of this process, as temporary folder names carry it."""
-    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
     .<stage>-scratch-<key>/            a batch's resume state (artifacts.json names its artifacts)
     .<artifact>.corrupt-<UTC time>/    a damaged artifact, moved aside
     .locks/<artifact>.lock             fcntl.flock locks; the files stay
+    ../.<run folder>.tmp-<pid>@<host>-*  a run folder being written (beside the store, no lock)
 
 :func:`find_leftovers` says which of them no process can still use, :func:`sweep` removes those
 (every store open does) after taking their artifacts' locks without waiting.
@@ -36,8 +37,9 @@ class Leftover:
 
     Attributes:
         path: the folder.
-        kind: ``build`` (``.tmp-``), ``download`` (``.fetch-``), ``resume`` (``-scratch-``) or
-            ``corrupt`` (an artifact moved aside).
+        kind: ``build`` (``.tmp-``), ``download`` (``.fetch-``), ``resume`` (``-scratch-``),
+            ``corrupt`` (an artifact moved aside) or ``run folder`` (one being written, beside
+            the store).
         artifacts: the artifacts whose locks guard it (none for downloads, moved-aside
             artifacts and resume folders of earlier versions).
         stale: why the sweep on open removes it, or None while it may be in use or resumed.
@@ -72,19 +74,27 @@ def in_use(root: Path, name: str) -> bool:
         return not held
 
 
-def find_leftovers(root: Path) -> list[Leftover]:
-    """Every folder of the store at ``root`` that is not an artifact, with whether the sweep
-    removes it:
+def find_leftovers(root: Path, runs: Path | None = None) -> list[Leftover]:
+    """Every folder of the store at ``root`` that is not an artifact, and the run folders being
+    written in ``runs`` (the storage folder), with whether the sweep removes it:
 
     - a build whose process is gone, that an earlier version left (no owner in its name), or
       untouched for :data:`MAX_TEMP_AGE`;
     - a download whose process is gone or untouched that long;
     - a resume folder once every artifact it was for is complete, or untouched that long;
+    - a run folder being written whose process is gone or untouched that long (only those that
+      name their owner: the storage folder may hold other programs' folders);
     - never a moved-aside artifact (``tge store gc`` removes those).
     """
     if not root.is_dir():
         return []
     found, now, hours = [], time.time(), f"{MAX_TEMP_AGE / 3600:g} h"
+    for path in sorted(runs.iterdir()) if runs is not None and runs.is_dir() else ():
+        temp = parse_temp(path.name)
+        if path.is_dir() and temp is not None and temp.kind == "tmp" and temp.pid is not None:
+            why = ("its process is gone" if owner_gone(temp.pid, temp.host) else
+                   f"untouched for over {hours}" if now - last_write(path) > MAX_TEMP_AGE else None)
+            found.append(Leftover(path, "run folder", (), why))
     for path in sorted(root.iterdir()):
         if not path.is_dir() or not path.name.startswith(".") or path.name == LOCKS:
             continue
@@ -106,12 +116,12 @@ def find_leftovers(root: Path) -> list[Leftover]:
     return found
 
 
-def sweep(root: Path, everything: bool = False, dry_run: bool = False) -> list[Leftover]:
+def sweep(root: Path, runs: Path | None = None, everything: bool = False, dry_run: bool = False) -> list[Leftover]:
     """Remove the stale leftovers (with ``everything``, also moved-aside artifacts and every
     resume folder); one whose artifacts' locks are held is skipped. Returns what was (with
     ``dry_run``: would be) removed."""
     removed = []
-    for leftover in find_leftovers(root):
+    for leftover in find_leftovers(root, runs):
         if leftover.stale is None and not (everything and leftover.kind in ("corrupt", "resume")):
             continue
         with contextlib.ExitStack() as locks:

@@ -148,7 +148,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append((stage, key, _human_size(_size(folder)), _human_age(now - folder.stat().st_mtime), state,
                      shown or "-"))
     for leftover in store.leftovers():
-        stage, key = _stage_key(leftover.path.name.lstrip(".").split(".")[0])
+        stage, key = ("run", "-") if leftover.kind == "run folder" else _stage_key(leftover.path.name[1:].split(".")[0])
         if leftover.kind == "corrupt":
             state = "corrupt, moved aside"
         elif leftover.stale is not None:
@@ -183,7 +183,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from tge_ray.pipeline.integrity import owner_tag
+    from tge_ray.io import owner_tag
     from tge_ray.pipeline.leftovers import artifact_lock
 
     store = _open(args.storage)
