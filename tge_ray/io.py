@@ -10,11 +10,15 @@ interrupted removes what it left.
     torch_save(state, path)
     with atomic_folder(target) as folder:   # a whole folder, moved into place at the end
         ...
+    with folder_beside(target) as folder:   # the same, never over another folder:
+        ...
+        final = place_folder(folder, target)  # target, or target-2, ... when it is taken
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
@@ -84,15 +88,38 @@ def owner_tag() -> str:
 
 
 @contextlib.contextmanager
-def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """A private folder beside ``target`` (``.<name>.tmp-<pid>@<host>-*``), moved into place
-    (replacing what stood there) when the block ends without error; removed if the block fails
-    or is interrupted."""
+def folder_beside(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A private folder beside ``target`` (``.<name>.tmp-<pid>@<host>-*``), removed when the
+    block ends unless the block moved it away (:func:`replace_folder`, :func:`place_folder`)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-{owner_tag()}-"))
     try:
         yield tmp
-        replace_folder(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """A private folder beside ``target``, moved into place (replacing what stood there) when
+    the block ends without error; removed if the block fails or is interrupted."""
+    with folder_beside(target) as tmp:
+        yield tmp
+        replace_folder(tmp, Path(target))
+
+
+def place_folder(source: Path, target: Path) -> Path:
+    """Move a finished folder to ``target``, or to ``target-2``, ``target-3``, ... when another
+    process took that name; never over another folder (a rename onto a non-empty folder fails).
+    Returns where it went."""
+    candidate, number = Path(target), 1
+    while True:
+        try:
+            os.rename(source, candidate)
+            return candidate
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        number += 1
+        candidate = Path(target).with_name(f"{Path(target).name}-{number}")

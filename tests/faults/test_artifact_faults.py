@@ -151,7 +151,7 @@ def test_four_concurrent_runs_on_damaged_artifacts_build_each_once(tiny_store, t
         assert line.startswith(prefix), line
         assert len(list((storage / "artifacts").glob(f".{name}.corrupt-*"))) == 1
     records = [_record(run_dir) for run_dir in _runs(storage) if run_dir != before]
-    assert len(records) == 4
+    assert len(records) == 4, "four run folders, none over another"
     for name in expected:  # built by exactly one of the four
         built = [r for r in records for ref in r["artifacts"].values() if ref["name"] == name and not ref["reused"]]
         assert len(built) == 1, name

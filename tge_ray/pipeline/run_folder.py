@@ -31,7 +31,7 @@ import yaml
 
 from tge_ray.config import ExperimentConfig, config_from_dict, dump_config
 from tge_ray.errors import TGEError
-from tge_ray.io import atomic_folder
+from tge_ray.io import folder_beside, place_folder
 from tge_ray.pipeline import files
 from tge_ray.pipeline.integrity import copy_verified
 from tge_ray.pipeline.upgrade import SCHEMA_VERSION, VERSION_KEY, upgrade_config, upgrade_results
@@ -338,7 +338,7 @@ def write_run_folder(
     """
     root = run_root.expanduser().resolve()
     final = root / f"{cfg.run_name()}__{time.strftime('%Y%m%d-%H%M%S')}"
-    with atomic_folder(final) as tmp:
+    with folder_beside(final) as tmp:
         dump_config(cfg, tmp / files.CONFIG_FILE)
         (tmp / files.CHECKPOINTS_DIR).mkdir()
         with open(tmp / files.METRICS_FILE, "w") as metrics:
@@ -356,7 +356,7 @@ def write_run_folder(
             from tge_ray.pipeline.tensorboard import write_events
 
             write_events(tmp, artifacts, record, task.expert_flags, (tmp / files.CONFIG_FILE).read_text())
-    return final
+        return place_folder(tmp, final)  # a run of the same config that ended in the same second: final-2
 
 
 def _plots(folder: Path, cfg: ExperimentConfig, task: Any, artifacts: dict[str, Any]) -> None:
