@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 
@@ -205,3 +206,22 @@ def test_open_sweeps_what_dead_processes_left_and_nothing_else(tmp_path):
     os.utime(resumable / "artifacts.json", (old, old))
     ArtifactStore(str(tmp_path), note=notes.append)
     assert not resumable.exists() and not held.exists(), "lock released: its folder goes too"
+
+
+def test_a_remote_store_fetches_verifies_and_fetches_a_damaged_mirror_again(tmp_path, monkeypatch):
+    """pyarrow's in-memory filesystem stands in for an object store; the local mirror is checked
+    like a local store, and a damaged mirror copy is replaced by the remote one."""
+    monkeypatch.setenv("TGE_CACHE_DIR", str(tmp_path / "cache"))
+    calls, notes = [], []
+    store = ArtifactStore("mock://bucket/tge", note=notes.append)
+    built = store.get_or_build("rewards", {"a": 1}, _npz_build(calls), note=notes.append)
+    assert store.remote and not built.reused and built.path.is_relative_to(tmp_path / "cache")
+    shutil.rmtree(built.path)  # the mirror lost it: downloaded again, verified, reused
+    again = store.get_or_build("rewards", {"a": 1}, _npz_build(calls), note=notes.append)
+    assert again.reused and len(calls) == 1 and store.verify(again.path) is None
+    data = bytearray((again.path / "rewards.npz").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (again.path / "rewards.npz").write_bytes(data)
+    fixed = store.get_or_build("rewards", {"a": 1}, _npz_build(calls), note=notes.append)
+    assert fixed.reused and len(calls) == 1 and store.verify(fixed.path) is None
+    assert len(notes) == 1 and "sha256 differs" in notes[0] and notes[0].endswith("fetching it again or building it anew")

@@ -179,7 +179,8 @@ class ArtifactStore:
             while aside.exists():
                 aside = aside.with_name(aside.name + "-")
             os.rename(folder, aside)
-            note(f"{name} is damaged ({damage}): moved aside to {aside.name}; building it anew")
+            then = "fetching it again or building it anew" if self.remote else "building it anew"
+            note(f"{name} is damaged ({damage}): moved aside to {aside.name}; {then}")
         return False
 
     def _fetch(self, name: str) -> bool:
@@ -202,6 +203,9 @@ class ArtifactStore:
         import pyarrow.fs
 
         local, remote = self.root / name, f"{self._remote_root}/{name}"
+        self._fs.create_dir(remote, recursive=True)  # file systems with real folders need them first
+        for folder in sorted(p for p in local.rglob("*") if p.is_dir()):
+            self._fs.create_dir(f"{remote}/{folder.relative_to(local).as_posix()}", recursive=True)
         for path in sorted(local.rglob("*")):  # the manifest goes last: it marks completeness
             if path.is_file() and path.name != MANIFEST:
                 pyarrow.fs.copy_files(str(path), f"{remote}/{path.relative_to(local)}", destination_filesystem=self._fs)
@@ -308,7 +312,7 @@ class ArtifactStore:
         folders = [Path(tempfile.mkdtemp(dir=self.root, prefix=f".{names[i]}.tmp-{owner}-")) for i in missing]
         try:
             started = time.time()
-            facts = build(missing, folders, scratch)  # type: ignore[arg-type]
+            facts = build(missing, folders, scratch)  # type: ignore[arg-type]  # None only with scratch=False
             seconds = round(time.time() - started, 3)
             for i, folder, fact in zip(missing, folders, facts):
                 manifest = {
