@@ -132,12 +132,9 @@ def os_error_line(exc: OSError, where: str | None = None) -> str | None:
 
 
 def _children(exc: BaseException) -> list[BaseException]:
-    """What an exception wraps: Ray's task cause, Ray Train's worker and controller failures,
-    Python's chaining."""
+    """What an exception wraps: Ray Train's worker and controller failures, Python's chaining
+    (a Ray task's cause is taken in :func:`find_fault`)."""
     found = []
-    cause = getattr(exc, "cause", None)  # ray.exceptions.RayTaskError / RayActorError
-    if isinstance(cause, BaseException):
-        found.append(cause)
     failures = getattr(exc, "worker_failures", None)  # ray.train.WorkerGroupError
     if isinstance(failures, dict):
         found += [f for f in failures.values() if isinstance(f, BaseException)]
@@ -157,6 +154,10 @@ def find_fault(exc: BaseException) -> BaseException | None:
         if id(current) in seen:
             continue
         seen.add(id(current))
+        cause = getattr(current, "cause", None)
+        if isinstance(cause, BaseException):  # Ray's wrapper is an instance of its cause's class too,
+            queue.append(cause)  # and its message is the remote traceback: the cause has the line
+            continue
         if isinstance(current, (TGEError, Interrupted)):
             return current
         if isinstance(current, OSError) and type(current).__module__ == "builtins" and current.errno in _FIXES:

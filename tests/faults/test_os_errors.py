@@ -28,7 +28,7 @@ def tge_env() -> dict[str, str]:
 def smoke(tiny_datasets, storage, *extra) -> list[str]:
     """`tge run -q` on the smoke budget, cut further: every stage runs, in seconds."""
     return ["run", "-q", "smoke", f"task.offline={tiny_datasets['offline']}",
-            f"task.expert={tiny_datasets['expert']}", f"storage={storage}", "methods=[tge,bc]",
+            f"task.expert={tiny_datasets['expert']}", f"storage={storage}", "methods=[tge]",
             "rl.steps=100", "evaluation.every=100", "evaluation.episodes=1", "evaluation.num_envs=1", *extra]
 
 
@@ -146,7 +146,7 @@ def test_windows_that_cannot_fit_in_memory(refused):
 
 
 def test_policies_that_cannot_fit_in_memory(refused):
-    """100000 seeds of IQL and BC: the stacked parameters and batches cannot fit."""
+    """100000 seeds of IQL: the stacked parameters and batches cannot fit."""
     assert refused["seeds"]["code"] == 2
     line = one_error_line(refused["seeds"]["stderr"])
     assert "the policies (iql x100000) stage needs about" in line and "lower rl.seeds" in line, line
@@ -218,3 +218,37 @@ def test_closed_pipe_is_quiet(tmp_path):
     proc.stdout.close()  # the reader leaves
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+
+# ----------------------------------------------------------------------------- what Ray wraps
+
+
+def test_faults_inside_ray_tasks_are_found(ray_session):
+    """A Ray task's OSError or TGEError reaches the driver as a RayTaskError; the CLI's line is
+    the one the task's error makes."""
+    import errno
+
+    import ray
+
+    from tge_ray.errors import DataError
+    from tge_ray.faults import fault_line
+
+    @ray.remote
+    def fail(kind: str) -> None:
+        if kind == "full":
+            raise OSError(errno.ENOSPC, "No space left on device", "/data/artifacts/x.npz")
+        if kind == "data":
+            raise DataError("dataset 'a/b-v0' not found")
+        raise ValueError("a bug")
+
+    lines = {}
+    for kind in ("full", "data", "bug"):
+        with pytest.raises(Exception) as caught:
+            ray.get(fail.remote(kind))
+        lines[kind] = fault_line(caught.value, where="/data")
+    assert lines["full"] == ("/data/artifacts/x.npz: no space left on the device: free space on that file system "
+                             "or choose another storage=PATH")
+    assert lines["data"] == "dataset 'a/b-v0' not found"
+    assert lines["bug"] is None  # a bug keeps its traceback
+    assert fault_line(OSError(errno.EROFS, "Read-only file system"), where="/mnt/ro") == (
+        "/mnt/ro: read-only file system: choose a storage=PATH on a writable file system")

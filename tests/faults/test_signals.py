@@ -70,6 +70,6 @@ def test_sigterm_and_sigint_stop_a_run_and_the_rerun_continues(tiny_datasets, tm
     artifacts = json.loads((run_dir / "results.json").read_text())["artifacts"]
     assert {name: a["reused"] for name, a in artifacts.items()} == {
         "diffusion": True, "embeddings": True, "rewards": True,
-        "policy-tge-iql-seed0": False, "policy-bc-seed0": False,
+        "policy-tge-iql-seed0": False,
     }
     assert leftovers(storage) == [] and not list((storage / "artifacts").glob(".*-scratch-*"))
