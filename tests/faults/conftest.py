@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-TINY = ("smoke", "diffusion.steps=10", "rl.steps=20", "evaluation.every=10", "evaluation.episodes=1",
+TINY = ("smoke", "diffusion.steps=10", "rl.steps=10", "evaluation.every=10", "evaluation.episodes=1",
         "evaluation.num_envs=1", "evaluation.max_episode_steps=20", "methods=[tge]")
-"""The smallest budgets a run keeps every stage at: one TGE-IQL policy, 10 diffusion steps."""
+"""The smallest budgets that still run every stage: one TGE-IQL policy, 10 diffusion steps, 10 updates."""
 
 
 def tge_run_command(datasets: dict[str, str], storage: Path, *extra: str) -> list[str]:

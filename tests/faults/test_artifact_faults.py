@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 
 from tests.faults.conftest import (
@@ -63,22 +64,36 @@ def _assert_sound(storage, names):
 
 
 def test_damaged_artifacts_of_every_kind_are_moved_aside_and_rebuilt(tiny_store, tiny_datasets, tmp_path, run_env):
+    """The first run moves the damaged diffusion model aside and is killed while it rebuilds it
+    (kill -9 in the diffusion stage); the rerun sweeps its build folder, rebuilds the model and
+    moves aside and rebuilds the other three."""
     storage = copy_store(tiny_store, tmp_path / "storage")
+    root = storage / "artifacts"
     modes = {"diffusion": "truncate", "embeddings": "flip", "rewards": "truncate", "policy": "flip"}
     expected = _damage(storage, modes)
-    damaged = {name: sha256_of(storage / "artifacts" / name / KINDS[name.rpartition("-")[0]]) for name in expected}
+    damaged = {name: sha256_of(root / name / KINDS[name.rpartition("-")[0]]) for name in expected}
+    diffusion = artifact(storage, "diffusion").name
     (before,) = _runs(storage)
+    command = tge_run_command(tiny_datasets, storage)
 
-    process = start(tge_run_command(tiny_datasets, storage), run_env)
+    killed, err = kill_when(start(command, run_env), root, ".diffusion-*.tmp-*")
+    assert killed, err[-3000:]
+    (line,) = _damage_lines(err)
+    assert line.startswith(expected[diffusion]) and line.endswith("; building it anew"), line
+    (build,) = [p.name for p in root.glob(".diffusion-*.tmp-*")]
+    assert not (root / diffusion).exists()
+
+    process = start(command, run_env)
     _, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
-
+    assert f"folder(s) that interrupted runs left in {root}: {build}" in err
     lines = _damage_lines(err)
-    assert len(lines) == 4, lines
+    assert len(lines) == 3, lines
     for name, prefix in expected.items():
-        (line,) = [line for line in lines if line.startswith(f"{name} is damaged")]
-        assert line.startswith(prefix) and line.endswith("; building it anew"), line
-        (aside,) = (storage / "artifacts").glob(f".{name}.corrupt-*")
+        if name != diffusion:
+            (line,) = [line for line in lines if line.startswith(f"{name} is damaged")]
+            assert line.startswith(prefix) and line.endswith("; building it anew"), line
+        (aside,) = root.glob(f".{name}.corrupt-*")
         assert re.fullmatch(rf"\.{name}\.corrupt-\d{{8}}T\d{{6}}Z", aside.name)
         assert sha256_of(aside / KINDS[name.rpartition("-")[0]]) == damaged[name], "the damaged bytes, kept aside"
     (run_dir,) = [p for p in _runs(storage) if p != before]
@@ -88,20 +103,24 @@ def test_damaged_artifacts_of_every_kind_are_moved_aside_and_rebuilt(tiny_store,
     _assert_sound(storage, expected)
     for stage in ("diffusion", "policy-tge-iql-seed0"):  # the run folder holds the rebuilt, recorded bytes
         name = record["artifacts"][stage]["name"]
-        source = storage / "artifacts" / name / KINDS[name.rpartition("-")[0]]
-        assert sha256_of(files.run_checkpoint(run_dir, stage)) == sha256_of(source)
-        manifest = json.loads((storage / "artifacts" / name / files.MANIFEST_FILE).read_text())
-        assert manifest["files"][source.name]["sha256"] == sha256_of(source)
+        source = root / name / KINDS[name.rpartition("-")[0]]
+        manifest = json.loads((root / name / files.MANIFEST_FILE).read_text())
+        assert sha256_of(files.run_checkpoint(run_dir, stage)) == sha256_of(source) == manifest["files"][source.name]["sha256"]
 
 
-def test_kill_9_in_each_stage_then_a_rerun_finishes(tiny_datasets, tmp_path, run_env, ray_tmp):
-    """Each run is killed as soon as its stage's build folder appears; the next one sweeps it,
-    reuses the stages before, and is killed in the next stage; the last one finishes."""
-    storage = tmp_path / "storage"
+def test_kill_9_in_each_stage_then_a_rerun_finishes(tiny_store, tiny_datasets, tmp_path, run_env, ray_tmp):
+    """On a store that holds the diffusion model (the kill in its stage is above), each run is
+    killed as soon as its stage's build folder appears; the next one sweeps it, reuses the
+    stages before, and is killed in the next stage; the last one finishes."""
+    storage = copy_store(tiny_store, tmp_path / "storage")
     root = storage / "artifacts"
+    for stage in ("embeddings", "rewards", "policy"):
+        shutil.rmtree(artifact(storage, stage))
+    shutil.rmtree(_runs(storage)[0])
     command = tge_run_command(tiny_datasets, storage)
     previous = None
-    for stage in ("diffusion", "embeddings", "rewards", "policy"):
+    stages = ("diffusion", "embeddings", "rewards", "policy")
+    for stage in stages[1:]:
         killed, err = kill_when(start(command, run_env), root, f".{stage}-*.tmp-*")
         assert killed, f"the run ended before its {stage} stage began: {err[-3000:]}"
         if previous is not None:  # this run swept what the one before left
@@ -110,14 +129,10 @@ def test_kill_9_in_each_stage_then_a_rerun_finishes(tiny_datasets, tmp_path, run
         store = ArtifactStore(str(storage), sweep=False)
         stale = {leftover.path.name: leftover.stale for leftover in store.leftovers()}
         assert stale.pop(previous) == "its process is gone"
-        assert all(kind.startswith(".policy-scratch-") for kind in stale), stale  # resume state only
-        done = ("diffusion", "embeddings", "rewards", "policy")[: ("diffusion", "embeddings", "rewards", "policy").index(stage)]
+        assert all(name.startswith(".policy-scratch-") for name in stale), stale  # resume state only
+        done = stages[: stages.index(stage)]
         assert sorted(p.name.rpartition("-")[0] for p in root.iterdir() if not p.name.startswith(".")) == list(done)
         assert not _runs(storage)
-        deadline = time.time() + 30  # Ray's processes follow their driver within seconds
-        while processes_under(ray_tmp) and time.time() < deadline:
-            time.sleep(0.5)
-        assert processes_under(ray_tmp) == [], "a Ray process outlived the killed run"
 
     process = start(command, run_env)
     _, err = process.communicate(timeout=600)
@@ -129,13 +144,17 @@ def test_kill_9_in_each_stage_then_a_rerun_finishes(tiny_datasets, tmp_path, run
     _assert_sound(storage, [ref["name"] for ref in _record(run_dir)["artifacts"].values()])
     assert not [p for p in root.iterdir() if p.name.startswith(".") and p.name != ".locks"], "no temp folder left"
     assert not [p for p in storage.iterdir() if p.name.startswith(".")]
+    deadline = time.time() + 90  # the killed runs' Ray processes followed their drivers (agents within a minute)
+    while processes_under(ray_tmp) and time.time() < deadline:
+        time.sleep(0.5)
+    assert processes_under(ray_tmp) == [], "a Ray process outlived its run"
 
 
 def test_four_concurrent_runs_on_damaged_artifacts_build_each_once(tiny_store, tiny_datasets, tmp_path, run_env):
-    """Four runs of one config start together on a store whose four artifacts are damaged: one of
-    them moves each aside and rebuilds it, the others wait for it and reuse it."""
+    """Four runs of one config start together on a store whose embeddings, rewards and policy are
+    damaged: one of them moves each aside and rebuilds it, the others wait for it and reuse it."""
     storage = copy_store(tiny_store, tmp_path / "storage")
-    modes = {"diffusion": "flip", "embeddings": "truncate", "rewards": "flip", "policy": "truncate"}
+    modes = {"embeddings": "truncate", "rewards": "flip", "policy": "truncate"}  # a flipped model: test_store
     expected = _damage(storage, modes)
     (before,) = _runs(storage)
 

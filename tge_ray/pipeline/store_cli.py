@@ -114,9 +114,9 @@ def _human_size(size: float) -> str:
 
 
 def _human_age(seconds: float) -> str:
-    for limit, unit in ((120, "s"), (7200, "min"), (172800, "h")):
+    for limit, unit, scale in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
         if seconds < limit:
-            return f"{seconds / {'s': 1, 'min': 60, 'h': 3600}[unit]:.0f} {unit}"
+            return f"{seconds / scale:.0f} {unit}"
     return f"{seconds / 86400:.0f} d"
 
 
