@@ -1,8 +1,8 @@
 """Memory each stage of ``tge run`` needs, estimated before anything is allocated.
 
 The estimates count the large float32 arrays a stage holds at once and nothing else (Python,
-the libraries, Ray's own processes are left out), so they are lower bounds of the order of
-magnitude, meant to refuse a run that cannot fit (``windows.horizon=100000`` wants tens of GiB)
+the libraries, Ray's own processes are left out), so they give the order of magnitude, meant
+to refuse a run that cannot fit (``windows.horizon=100000`` wants tens of GiB)
 in one line before Ray starts, not to predict its peak:
 
 - windows: D_mu's and D_E's padded rows, (N + E(H - 1)) x obs_dim, on the driver and once more in
