@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.conftest import tge_run_command
 from tge_ray.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,11 +26,9 @@ def tge_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": ""}
 
 
-def smoke(tiny_datasets, storage, *extra) -> list[str]:
-    """`tge run -q` on the smoke budget, cut further: every stage runs, in seconds."""
-    return ["run", "-q", "smoke", f"task.offline={tiny_datasets['offline']}",
-            f"task.expert={tiny_datasets['expert']}", f"storage={storage}", "methods=[tge]",
-            "rl.steps=100", "evaluation.every=100", "evaluation.episodes=1", "evaluation.num_envs=1", *extra]
+def run_args(tiny_datasets, storage, *extra) -> list[str]:
+    """`tge run -q` of the fault suite's tiny config (conftest.TINY), as main() takes it."""
+    return tge_run_command(tiny_datasets, storage, *extra)[3:]
 
 
 def one_error_line(stderr: str) -> str:
@@ -95,14 +94,14 @@ def refused(tiny_datasets, tmp_path_factory):
     ro = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(read_only)], capture_output=True,
                         text=True)
     cases = {
-        "proc": smoke(tiny_datasets, "/proc/nope/runs"),
-        "file": smoke(tiny_datasets, root / "a_file" / "runs"),
-        "horizon": smoke(tiny_datasets, root / "horizon", f"windows.horizon={2**30}"),
-        "seeds": smoke(tiny_datasets, root / "seeds", "rl.seeds=100000", "rl.iql.batch_size=4096"),
-        "dataset id": smoke(tiny_datasets, root / "id", "task.expert=no_version_here"),
+        "proc": run_args(tiny_datasets, "/proc/nope/runs"),
+        "file": run_args(tiny_datasets, root / "a_file" / "runs"),
+        "horizon": run_args(tiny_datasets, root / "horizon", f"windows.horizon={2**30}"),
+        "seeds": run_args(tiny_datasets, root / "seeds", "rl.seeds=100000", "rl.iql.batch_size=4096"),
+        "dataset id": run_args(tiny_datasets, root / "id", "task.expert=no_version_here"),
     }
     if ro.returncode == 0:
-        cases["read-only"] = smoke(tiny_datasets, read_only / "runs")
+        cases["read-only"] = run_args(tiny_datasets, read_only / "runs")
     try:
         done = subprocess.run([sys.executable, "-c", PROBE, json.dumps({k: [str(a) for a in v] for k, v in cases.items()})],
                               capture_output=True, text=True, timeout=600, env=tge_env(), cwd=root)
@@ -161,12 +160,12 @@ def test_malformed_dataset_id(refused):
 # ----------------------------------------------------------------------------- a full disk
 
 
-def test_full_file_system_is_one_line(tiny_datasets, tmpfs):
-    """A 100 KiB tmpfs fills with the diffusion model, written by a Ray Train worker: one line
-    naming the file and the fix, no artifact and no temporary folder left."""
+def test_full_file_system_is_one_line(tiny_datasets, tmpfs, run_env):
+    """A 100 KiB tmpfs fills while the diffusion model is trained and written by a Ray Train
+    worker: one line naming the path and the fix, no artifact and no build folder left."""
     storage = tmpfs("100k") / "runs"
-    done = subprocess.run([sys.executable, "-m", "tge_ray.cli", *smoke(tiny_datasets, storage)],
-                          capture_output=True, text=True, timeout=600, env=tge_env())
+    done = subprocess.run(tge_run_command(tiny_datasets, storage), capture_output=True, text=True, timeout=600,
+                          env=run_env)
     assert done.returncode == 2, done.stderr[-3000:]
     line = one_error_line(done.stderr)
     assert "no space left on the device: free space on that file system or choose another storage=PATH" in line
