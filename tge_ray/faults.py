@@ -35,10 +35,6 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
-
 
 def interrupted_line(signum: int, resumable: bool = False) -> str:
     """The one line of an interrupted command (``resumable``: a run or sweep, which a rerun
