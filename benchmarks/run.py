@@ -17,7 +17,7 @@ count and model (``cpu2-intel-xeon-processor``).
 
 With a CUDA GPU (``--device auto``, the default, or ``--device cuda``) the learners, the U-Net
 (fp32 and bf16 autocast) and the reward stage run on the GPU: the learners eager and with CUDA
-graphs (``--compile reduce-overhead``, what ``resources.compile=auto`` picks), the reward stage
+graphs (what ``resources.compile=auto`` picks), the reward stage
 with faiss' GPU index (which needs the ``gpu`` extra), ``tge run`` as it is (it uses the GPU by
 itself); the file is then ``results-gpu<count>-<model>.json``. Only the CPU-bound figures
 (windows, dataset generation) and the Ray Data / raw faiss ratio keep their targets there; the
@@ -147,13 +147,17 @@ def summary_rows(details: dict[str, Any], device: str = "cpu") -> list[dict[str,
         rows.append({"figure": name, "ours": ours, "unit": unit, "reference": reference, "target": target, "met": met})
 
     rl = details.get("rl", {})
-    for algo, label in (("iql", "IQL updates"), ("rebrac", "ReBRAC updates"), ("bc", "BC updates")):
-        ours = max((r["updates_per_s"] for r in rl.get("results", []) if r["algo"] == algo
-                    and r["name"].startswith("tge_ray")), default=None)
-        ref = _get(rl, "reference", algo) or {}
-        add(label, ours, "1/s", ref.get("updates_per_s"), ref.get("target"), cpu_only=True)
+    corl = next((r["updates_per_s"] for r in rl.get("results", []) if r["name"].startswith("CORL")), None)
+    for algo, policies, label in (("iql", 1, "IQL updates"), ("iql", 8, "IQL x8 policy-updates"),
+                                  ("rebrac", 1, "ReBRAC updates"), ("bc", 1, "BC updates")):
+        ours = max((r["policy_updates_per_s"] for r in rl.get("results", []) if r["algo"] == algo
+                    and r["policies"] == policies and r["name"].startswith("tge_ray")), default=None)
+        add(label, ours, "1/s", corl if (algo, policies) == ("iql", 1) else None)
         if not gpu:
-            add(f"{label}, fp32 FLOP bound", _get(rl, "flop_bound_updates_per_s", algo), "1/s")
+            add(f"{label}, fp32 FLOP bound", _get(rl, "flop_bound_policy_updates_per_s", algo), "1/s")
+    for key, item in rl.get("targets", {}).items():
+        add(f"bench_rl target {key}", item.get("value"), "", None, item.get("target"),
+            higher=not key.endswith("minutes"))
     unet = details.get("unet", {})
     for prefix, label in (("reference", "U-Net reference size"), ("tge run default", "U-Net tge run default")):
         is_ref = prefix == "reference"
@@ -227,6 +231,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the RL and U-Net figures")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where the learners, the U-Net and the reward stage run (auto: cuda when torch sees a GPU)")
+    parser.add_argument("--corl-iql", type=Path, default=None,
+                        help="CORL's algorithms/offline/iql.py, timed beside the learners (bench_rl.py)")
     parser.add_argument("--sweep", action="store_true", help="also run the 16-trial sweep benchmark")
     parser.add_argument("--skip", default="", help="comma list of rl,unet,reward,windows,datagen,run to leave out")
     parser.add_argument("--merge", action="store_true",
@@ -261,8 +267,10 @@ def main() -> None:
         tmp = Path(scratch) if smoke or device == "cuda" else HERE
         threads = ["--threads", str(args.threads)]
         if "rl" not in skip:
-            details["rl"] = run_script("bench_rl.py", [*threads, "--repeats", "2", *on_gpu]
-                                       + (["--compile", "reduce-overhead"] if on_gpu else []) + (["--iql-updates", "30", "--rebrac-updates", "6", "--repeats", "1"] if smoke else []), tmp / "rl.json")
+            corl = ["--corl-iql", str(args.corl_iql)] if args.corl_iql else []
+            details["rl"] = run_script("bench_rl.py", [*threads, "--repeats", "2", *on_gpu, *corl]
+                                       + (["--seconds", "0.5", "--repeats", "1", "--modes", "eager"] if smoke else []),
+                                       tmp / "rl.json")
         if "unet" not in skip:
             unet_args = ["--sizes", "reference,default", "--variants", "fast", "--repeats", "2", *threads, *on_gpu]
             if on_gpu:
