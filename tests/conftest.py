@@ -1,8 +1,14 @@
-"""Shared fixtures: one local Ray session for the whole suite, quiet torch threads."""
+"""Shared fixtures: one local Ray session for the whole suite, the tiny Minari datasets, and one
+finished smoke run that every test reading a run folder shares."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +96,47 @@ def tiny_datasets(minari_root):
     write_minari_dataset("test/hopper/random-v0", episodes=6, seed=0, policy="random")
     write_minari_dataset("test/hopper/zero-v0", episodes=8, seed=1, policy="zero")
     return {"offline": "test/hopper/random-v0", "expert": "test/hopper/zero-v0"}
+
+
+# ----------------------------------------------------------------------------- one finished run
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    store: Path
+    run_dir: Path
+    printed: str  # what `tge run` printed
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_session, tiny_datasets, tmp_path_factory) -> SmokeRun:
+    """One `tge run -q smoke` of the tiny datasets (TGE-IQL, BC and oracle-IQL: every stage
+    really runs), built once per session. Tests only read it; a test that writes to a store (a
+    new run, a report, a damaged artifact) works on :func:`copy_store` of it."""
+    from tge_ray.cli import main
+
+    store = tmp_path_factory.mktemp("smoke_store")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["run", "-q", "smoke", f"task.offline={tiny_datasets['offline']}",
+                     f"task.expert={tiny_datasets['expert']}", f"storage={store}"])
+    assert code == 0, printed.getvalue()[-3000:]
+    (run_dir,) = [p for p in store.iterdir() if p.name.startswith("test-hopper-random-v0__iql__H8__s0__")]
+    return SmokeRun(store, run_dir, printed.getvalue())
+
+
+def copy_store(store: Path, target: Path, *, stages: tuple[str, ...] | None = None, runs: bool = True) -> Path:
+    """A copy of the storage folder ``store`` at ``target``: its artifacts (only those of
+    ``stages``, e.g. ``("diffusion", "embeddings")``, when given) and, with ``runs``, its run
+    folders, whose records then name the copy's artifacts."""
+    target.mkdir(parents=True, exist_ok=True)
+    for artifact in (store / "artifacts").iterdir():
+        if stages is None or artifact.name.rpartition("-")[0] in stages or artifact.name == ".locks":
+            shutil.copytree(artifact, target / "artifacts" / artifact.name, symlinks=True)
+    for run_dir in store.iterdir() if runs else ():
+        if (run_dir / "results.json").is_file():
+            shutil.copytree(run_dir, target / run_dir.name, symlinks=True)
+            for name in ("results.json", "config.yaml"):
+                record = target / run_dir.name / name
+                record.write_text(record.read_text().replace(str(store), str(target)))
+    return target

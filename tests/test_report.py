@@ -15,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.conftest import copy_store
 from tge_ray.cli import main
 from tge_ray.pipeline import files
 
@@ -26,16 +27,15 @@ def _task(tiny_datasets):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return tmp_path_factory.mktemp("report_store")
+def store(smoke_run, tmp_path_factory):
+    """A copy of the session's smoke store: its run (TGE, BC and oracle; every stage really ran)
+    and artifacts, which the sweep below reuses and a test here moves aside."""
+    return copy_store(smoke_run.store, tmp_path_factory.mktemp("report") / "store")
 
 
 @pytest.fixture(scope="module")
-def finished_run(ray_session, tiny_datasets, store):
-    """A `tge run smoke` folder (TGE, BC and oracle; every stage really runs)."""
-    assert main(["run", "-q", "smoke", *_task(tiny_datasets), f"storage={store}"]) == 0
-    (run_dir,) = [p for p in store.iterdir() if p.name.startswith("test-hopper-random-v0__iql__H8__s0__")]
-    return run_dir
+def finished_run(store, smoke_run):
+    return store / smoke_run.run_dir.name
 
 
 @pytest.fixture(scope="module")

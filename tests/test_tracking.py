@@ -31,7 +31,9 @@ def test_a_run_goes_to_mlflow(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracking.track_run(run_dir, TrackingConfig(tensorboard=False, mlflow=True, mlflow_uri=uri, project="tests"))
     client = mlflow.MlflowClient(tracking_uri=uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    experiment = client.get_experiment_by_name("tests")
+    assert experiment.artifact_location == (tmp_path / "mlartifacts").as_uri()  # beside the database, not ./mlruns
+    (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == run_dir.name and run.data.params["seed"] == "3"
     assert run.data.params["task.demos"] == "next"  # the record, read as the run ran
     assert run.data.metrics["score/tge-fbc"] == 41.5 and run.data.metrics["reward/separation_auc"] == 0.9

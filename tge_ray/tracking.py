@@ -44,12 +44,35 @@ def _wandb_environment(tracking: Any) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def _mlflow_experiment(tracking: Any) -> None:
+    """Create the MLflow experiment of a database URI (``sqlite:///runs/mlflow.db``) with its
+    artifacts beside the database, in ``mlartifacts/``. Left to Ray's integration, MLflow would
+    put them in ``./mlruns`` of whatever folder the process happens to run in."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking.mlflow_uri or ""
+    if not uri.startswith("sqlite:///"):
+        return
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(tracking.project) is not None:
+        return
+    location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    try:
+        client.create_experiment(tracking.project, artifact_location=location)
+    except MlflowException:  # another run created it first
+        if client.get_experiment_by_name(tracking.project) is None:
+            raise
+
+
 def tune_callbacks(tracking: Any) -> list[Any]:
     """Tune callbacks that log every trial of a sweep to the trackers asked for."""
     check_available(tracking)
     callbacks: list[Any] = []
     if tracking.mlflow:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        _mlflow_experiment(tracking)
 
         callbacks.append(MLflowLoggerCallback(tracking_uri=tracking.mlflow_uri, experiment_name=tracking.project))
     if tracking.wandb:
@@ -96,6 +119,7 @@ def track_run(run_dir: Path, tracking: Any) -> None:
 def _to_mlflow(run: Any, tracking: Any, params: dict[str, Any], finals: dict[str, float]) -> None:
     from ray.air.integrations.mlflow import setup_mlflow
 
+    _mlflow_experiment(tracking)
     mlflow = setup_mlflow(config=params, tracking_uri=tracking.mlflow_uri, experiment_name=tracking.project,
                           run_name=run.path.name, create_experiment_if_not_exists=True, rank_zero_only=False)
     try:

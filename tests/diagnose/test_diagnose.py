@@ -14,16 +14,11 @@ from tge_ray.errors import TGEError
 from tge_ray.pipeline.run_folder import RunFolder
 
 
-def _task(tiny_datasets):
-    return [f"task.offline={tiny_datasets['offline']}", f"task.expert={tiny_datasets['expert']}"]
-
-
 @pytest.fixture(scope="module")
-def run(ray_session, tiny_datasets, tmp_path_factory):
-    """A `tge run smoke` folder (TGE, BC and oracle: every stage really runs), opened."""
-    store = tmp_path_factory.mktemp("diagnose_store")
-    assert main(["run", "-q", "smoke", *_task(tiny_datasets), f"storage={store}"]) == 0
-    (run_dir,) = RunFolder.inside(store)
+def run(smoke_run):
+    """The session's smoke run (TGE, BC and oracle: every stage really ran), opened; diagnostics
+    only read it."""
+    (run_dir,) = RunFolder.inside(smoke_run.store)
     return RunFolder.open(run_dir)
 
 

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import pytest
 
-TINY = ("smoke", "diffusion.steps=10", "rl.steps=10", "evaluation.every=10", "evaluation.episodes=1",
-        "evaluation.num_envs=1", "evaluation.max_episode_steps=20", "methods=[tge]")
-"""The smallest budgets that still run every stage: one TGE-IQL policy, 10 diffusion steps, 10 updates."""
+from tests.conftest import copy_store
+
+TINY = ("smoke", "rl.steps=10", "evaluation.every=10", "evaluation.episodes=1", "evaluation.num_envs=1",
+        "evaluation.max_episode_steps=20", "methods=[tge]")
+"""The smoke run's diffusion model, embeddings and rewards with the smallest policy stage: one
+TGE-IQL policy, 10 updates."""
 
 
 def tge_run_command(datasets: dict[str, str], storage: Path, *extra: str) -> list[str]:
@@ -86,21 +89,18 @@ def run_env(minari_root, ray_tmp):
 
 
 @pytest.fixture(scope="session")
-def tiny_store(ray_session, tiny_datasets, tmp_path_factory):
-    """A storage folder with one finished run of :data:`TINY`: its artifacts and its run folder."""
+def tiny_store(smoke_run, tiny_datasets, tmp_path_factory):
+    """A storage folder with one finished run of :data:`TINY`: its artifacts and its run folder.
+    Its first three stages come from the session's smoke store, so only the policy trains here."""
     from tge_ray.config import load_config, resolve_config_path
     from tge_ray.pipeline.run import run_experiment
 
-    storage = tmp_path_factory.mktemp("tiny_store")
+    storage = copy_store(smoke_run.store, tmp_path_factory.mktemp("tiny") / "store",
+                         stages=("diffusion", "embeddings", "rewards"), runs=False)
     overrides = [*TINY[1:], f"task.offline={tiny_datasets['offline']}", f"task.expert={tiny_datasets['expert']}",
                  f"storage={storage}"]
     run_experiment(load_config(resolve_config_path(TINY[0]), overrides), progress=False)
     return storage
-
-
-def copy_store(store: Path, target: Path) -> Path:
-    shutil.copytree(store, target, symlinks=True)
-    return target
 
 
 def artifact(storage: Path, stage: str) -> Path:

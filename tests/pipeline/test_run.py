@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import copy_store
 from tests.pipeline.test_tensorboard import read_events
 from tge_ray.cli import main
 from tge_ray.config import load_config, resolve_config_path
@@ -28,11 +29,9 @@ def _smoke(tiny_datasets, storage, *extra):
     ]
 
 
-def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_path, capsys):
-    assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path)]) == 0
-    out = capsys.readouterr().out
+def test_run_writes_folder_and_reuses_artifacts(smoke_run, tiny_datasets, tmp_path):
+    out, run_dir = smoke_run.printed, smoke_run.run_dir
     assert "tge-iql" in out and "bc" in out and "oracle-iql" in out and "ROC AUC" in out
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.startswith("test-hopper-random-v0__iql__H8__s0__")]
     results = json.loads((run_dir / files.RESULTS_FILE).read_text())
     assert results["schema_version"] == SCHEMA_VERSION
     assert set(results["scores"]) == {"tge-iql", "bc", "oracle-iql"}
@@ -52,14 +51,17 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     assert len(events["loss/diffusion"]) > 1 and any(tag.startswith("train/oracle-iql/") for tag in events)
     assert {"reward/raw/expert", "reward/raw/other", "embedding/projection", "reward/histogram"} <= set(events)
 
-    # A second run with the same config reuses every stage; a new sigma redoes only rewards + TGE.
-    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.sigma=0.5", "methods=[tge]"])
+    # On a copy of the store: a second run with the same config reuses every stage; a new sigma
+    # redoes only rewards + TGE.
+    store = copy_store(smoke_run.store, tmp_path / "store")
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.sigma=0.5", "methods=[tge]", f"storage={store}"])
     again = run_experiment(cfg, progress=False)
     reused = {name: a["reused"] for name, a in again.artifacts.items()}
     assert reused == {"diffusion": True, "embeddings": True, "rewards": False, "policy-tge-iql-seed0": False}
 
     # reward.expert_windows=complete changes only the expert index: new rewards, same embeddings.
-    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.expert_windows=complete", "methods=[tge]", "rl.steps=1"])
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.expert_windows=complete", "methods=[tge]", "rl.steps=1",
+                                                       f"storage={store}"])
     complete = run_experiment(cfg, progress=False)
     assert complete.artifacts["embeddings"]["reused"] and not complete.artifacts["rewards"]["reused"]
     raws = []
@@ -69,7 +71,8 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
 
     # reward.skip_demo_start=4 leaves the demo's first 4 windows out of the index: the rewards
     # are the kernel of the distances to the other windows, computed here by brute force.
-    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.skip_demo_start=4", "methods=[tge]", "rl.steps=1"])
+    cfg = load_config(run_dir / files.CONFIG_FILE, ["reward.skip_demo_start=4", "methods=[tge]", "rl.steps=1",
+                                                       f"storage={store}"])
     skipped = run_experiment(cfg, progress=False)
     assert skipped.artifacts["embeddings"]["reused"] and not skipped.artifacts["rewards"]["reused"]
     embeddings = files.read_embeddings(skipped.artifacts["embeddings"]["path"])
@@ -84,14 +87,15 @@ def test_run_writes_folder_and_reuses_artifacts(ray_session, tiny_datasets, tmp_
     assert not np.allclose(raw, raws[0], atol=1e-4)
 
 
-def test_same_seed_gives_identical_rewards(ray_session, tiny_datasets, tmp_path):
-    rewards = []
-    for storage in ("a", "b"):
-        overrides = _smoke(tiny_datasets, tmp_path / storage, "methods=[tge]", "rl.steps=1")[1:]
-        cfg = load_config(resolve_config_path("smoke"), overrides)
-        result = run_experiment(cfg, progress=False)
-        rewards.append(files.read_rewards(result.artifacts["rewards"]["path"]).raw)
-    np.testing.assert_array_equal(rewards[0], rewards[1])
+def test_same_seed_gives_identical_rewards(smoke_run, tiny_datasets, tmp_path):
+    """A second store built from nothing with the smoke run's seed: the same rewards, bit for bit."""
+    overrides = _smoke(tiny_datasets, tmp_path, "methods=[tge]", "rl.steps=1")[1:]
+    result = run_experiment(load_config(resolve_config_path("smoke"), overrides), progress=False)
+    assert not result.artifacts["diffusion"]["reused"]
+    first = json.loads((smoke_run.run_dir / files.RESULTS_FILE).read_text())["artifacts"]["rewards"]
+    assert result.artifacts["rewards"]["name"] == first["name"]
+    np.testing.assert_array_equal(files.read_rewards(result.artifacts["rewards"]["path"]).raw,
+                                  files.read_rewards(first["path"]).raw)
 
 
 def test_k_larger_than_expert_windows_is_one_line(ray_session, tiny_datasets, tmp_path, capsys):
@@ -140,9 +144,12 @@ def test_no_expert_data_in_d_mu_writes_strict_json(ray_session, tiny_datasets, t
     assert f"Spearman {rho:+.3f} per transition" in out
 
 
-def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp_path, capsys):
-    """rl.backbone=fbc at its defaults: BC on the episodes above Otsu's cut of the shrunk episode scores."""
+def test_filtered_bc_trains_on_the_best_episodes(smoke_run, tiny_datasets, tmp_path, capsys):
+    """rl.backbone=fbc at its defaults: BC on the episodes above Otsu's cut of the shrunk episode
+    scores (on the smoke run's rewards, in a copy of its store)."""
     from tge_ray.rl.filtered import top_episodes
+
+    copy_store(smoke_run.store, tmp_path, stages=("diffusion", "embeddings", "rewards"), runs=False)
 
     extra = ("rl.backbone=fbc", "methods=[tge,bc]", "rl.steps=2", "evaluation.every=2")
     assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path, *extra)]) == 0
@@ -172,9 +179,11 @@ def test_filtered_bc_trains_on_the_best_episodes(ray_session, tiny_datasets, tmp
     assert "shrunk towards D_mu's mean by 1 window(s) of H" in text
 
 
-def test_rl_seeds_train_as_one_batch_and_more_seeds_reuse_the_first(ray_session, tiny_datasets, tmp_path, capsys):
-    """rl.seeds=2: two policies per method over the same rewards, reported as mean ± std; asking
-    for three later trains only the third, one policy per method in one batch."""
+def test_rl_seeds_train_as_one_batch_and_more_seeds_reuse_the_first(smoke_run, tiny_datasets, tmp_path, capsys):
+    """rl.seeds=2: two policies per method over the same rewards (the smoke run's, in a copy of
+    its store), reported as mean ± std; asking for three later trains only the third, one policy
+    per method in one batch."""
+    copy_store(smoke_run.store, tmp_path, stages=("diffusion", "embeddings", "rewards"), runs=False)
     extra = ("methods=[tge,oracle]", "rl.steps=4", "evaluation.every=2", "rl.seeds=2")
     assert main(["run", "-q", *_smoke(tiny_datasets, tmp_path, *extra)]) == 0
     out = capsys.readouterr().out

@@ -299,7 +299,8 @@ class TrackingConfig:
         mlflow: hand the run (or every sweep trial) to MLflow through Ray's integration; needs
             the ``mlflow`` extra.
         mlflow_uri: MLflow's tracking URI (``null``: MLflow's own default, MLFLOW_TRACKING_URI
-            or a local store in the working folder).
+            or a local store in the working folder). With a database file
+            (``sqlite:///runs/mlflow.db``) the artifacts go to ``mlartifacts/`` beside it.
         wandb: hand the run (or every sweep trial) to Weights & Biases through Ray's
             integration; needs the ``wandb`` extra.
         wandb_mode: ``offline`` (files under ./wandb, ``wandb sync`` uploads them; needs no

@@ -33,6 +33,8 @@ from tge_ray.io import torch_save
 
 STATE_FILE = "state.pt"  # inside each Ray Train checkpoint directory
 MAX_FAILURES = 3
+HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
+"""Ray Train's controller poll interval, unless the environment sets one (its default is 2 s)."""
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -289,6 +291,10 @@ def train_diffusion(
         "progress": sink,
         "_fail_at_step": _fail_at_step,
     }
+    # Ray Train's controller polls its workers every 2 s by default, and a finished run waits for
+    # the next poll: seconds on every run of a small model. The variable reaches the controller
+    # from this process's environment; a value the user set is kept.
+    os.environ.setdefault(HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S)
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config=loop_config,

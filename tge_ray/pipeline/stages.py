@@ -26,7 +26,7 @@ import numpy as np
 from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask
-from tge_ray.data.windows import Windows, after_start, complete_windows, to_ray_dataset
+from tge_ray.data.windows import GATHER_CPUS, Windows, after_start, complete_windows, to_ray_dataset
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
 from tge_ray.pipeline.files import (
     ARTIFACT_FORMAT,
@@ -108,6 +108,10 @@ def diffusion_stage(
     return store.get_or_build("diffusion", deps, build, earlier=earlier, note=note)
 
 
+def _shift_index(batch: dict[str, np.ndarray], by: int) -> dict[str, np.ndarray]:
+    return {**batch, "index": batch["index"] + by}
+
+
 def _collect_embeddings(dataset: Any, n_rows: int) -> np.ndarray:
     """Gather ``{"index", "embedding"}`` batches into an (N, D) array in index order."""
     out: np.ndarray | None = None
@@ -137,13 +141,15 @@ def embedding_stage(
     earlier = earlier_artifacts("embeddings", to_dict(cfg), upstream=diffusion.name)
 
     def build(folder: Path) -> dict[str, Any]:
-        checkpoint = diffusion_file(diffusion.path)
-        arrays = {}
-        for name, windows in (("mixed", mixed_windows), ("demos", demo_windows)):
-            dataset = embed_dataset(to_ray_dataset(windows, batch_size=cfg.windows.batch_size), checkpoint, cfg)
-            arrays[name] = _collect_embeddings(dataset, len(windows))
-        write_embeddings(folder, arrays["mixed"], arrays["demos"])
-        return {"dim": int(arrays["mixed"].shape[1]), "mixed": len(mixed_windows), "demos": len(demo_windows)}
+        # D_mu's and D_E's windows go through one actor pool (rows of D_E after D_mu's): a pool
+        # costs seconds to start, its actors each loading torch and the model.
+        n_mixed = len(mixed_windows)
+        demos = to_ray_dataset(demo_windows, batch_size=cfg.windows.batch_size).map_batches(
+            _shift_index, fn_kwargs={"by": n_mixed}, batch_format="numpy", num_cpus=GATHER_CPUS)
+        both = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size).union(demos)
+        embedded = _collect_embeddings(embed_dataset(both, diffusion_file(diffusion.path), cfg), n_mixed + len(demo_windows))
+        write_embeddings(folder, embedded[:n_mixed], embedded[n_mixed:])
+        return {"dim": int(embedded.shape[1]), "mixed": n_mixed, "demos": len(demo_windows)}
 
     return store.get_or_build("embeddings", deps, build, earlier=earlier, note=note)
 
