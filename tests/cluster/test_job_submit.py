@@ -1,6 +1,7 @@
 """A real Ray cluster on this machine: `ray start --head`, `ray job submit` of `tge sweep`.
 
-The cluster is separate from the suite's ``ray_session`` (which this module never uses): its own
+The cluster is separate from the suite's ``ray_session`` (which only built the session's smoke
+run, whose diffusion model the job reuses, before the cluster starts): its own
 free ports, its own temp dir (so ``ray.init()`` elsewhere on the machine never finds it through
 ``/tmp/ray/ray_current_cluster``), its own process group, and RAY_ADDRESS / auth variables only in
 the environment of the subprocesses.
@@ -34,6 +35,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import copy_store
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -174,12 +177,13 @@ def cluster(tmp_path_factory):
         c.stop()
 
 
-def test_sweep_job_on_a_real_cluster(cluster, tiny_datasets, tmp_path):
+def test_sweep_job_on_a_real_cluster(cluster, smoke_run, tiny_datasets, tmp_path):
     # Token auth is on for this cluster: no token, no answer.
     status, _ = cluster.get("/api/jobs/", token=False, check=False)
     assert status == 401
 
-    storage = tmp_path / "storage"
+    # The smoke run's diffusion model and embeddings are reused: the job trains the trial's policy.
+    storage = copy_store(smoke_run.store, tmp_path / "storage", stages=("diffusion", "embeddings"), runs=False)
     runtime_env = {
         "env_vars": {
             "MINARI_DATASETS_PATH": os.environ["MINARI_DATASETS_PATH"],

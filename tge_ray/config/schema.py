@@ -224,6 +224,9 @@ class ResourcesConfig:
             local Ray with this machine's CPUs.
         num_cpus: CPUs of a locally started Ray (``null``: all).
         train_workers: Ray Train workers for the diffusion model.
+        train_max_failures: worker failures the diffusion stage recovers from, each resuming
+            from its last checkpoint (Ray Train's ``FailureConfig.max_failures``); ``0`` ends
+            the run at the first.
         use_gpu: ``auto`` uses GPUs where the cluster has them; ``true`` requires them.
         embed_actors: actors in the embedding pool (one GPU each on GPUs).
         reward_actors: actors in the reward pool.
@@ -238,6 +241,7 @@ class ResourcesConfig:
     address: str | None = None
     num_cpus: int | None = None
     train_workers: int = 1
+    train_max_failures: int = 3
     use_gpu: Literal["auto", True, False] = "auto"
     embed_actors: int = 1
     reward_actors: int = 1
@@ -250,6 +254,7 @@ class ResourcesConfig:
         if self.num_cpus is not None:
             positive("resources.num_cpus", self.num_cpus)
         positive("resources.train_workers", self.train_workers)
+        check(self.train_max_failures >= 0, "resources.train_max_failures", self.train_max_failures, "must be >= 0")
         positive("resources.embed_actors", self.embed_actors)
         positive("resources.reward_actors", self.reward_actors)
         if self.torch_threads is not None:

@@ -32,7 +32,6 @@ from tge_ray.errors import TGEError
 from tge_ray.io import torch_save
 
 STATE_FILE = "state.pt"  # inside each Ray Train checkpoint directory
-MAX_FAILURES = 3
 HEALTH_CHECK_ENV, HEALTH_CHECK_INTERVAL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
 """Ray Train's controller poll interval, unless the environment sets one (its default is 2 s)."""
 
@@ -250,7 +249,7 @@ def train_diffusion(
     checkpoint: Path,
     *,
     progress: bool = True,
-    max_failures: int = MAX_FAILURES,
+    max_failures: int | None = None,
     _fail_at_step: int | None = None,
 ) -> Path:
     """Train the window DDPM with Ray Train; write the final model to ``checkpoint`` and return it.
@@ -265,7 +264,8 @@ def train_diffusion(
         out_dir: working folder; Ray Train's own files go to ``out_dir/ray_train-<key>``.
         checkpoint: where the final model goes (:mod:`tge_ray.diffusion.checkpoint`'s format).
         progress: show a progress bar with the live loss.
-        max_failures: worker failures to recover from (each resumes from the last checkpoint).
+        max_failures: worker failures to recover from (each resumes from the last checkpoint);
+            ``None``: ``resources.train_max_failures``.
         _fail_at_step: test hook, rank 0 dies once at this step.
     """
     import ray
@@ -305,7 +305,8 @@ def train_diffusion(
         run_config=ray.train.RunConfig(
             name=_run_name(cfg, obs_dim),
             storage_path=str(out_dir),
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            failure_config=ray.train.FailureConfig(
+                max_failures=cfg.resources.train_max_failures if max_failures is None else max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
         ),
         datasets={"windows": windows},
