@@ -21,6 +21,16 @@ def test_overrides_reach_nested_fields(tmp_path):
     assert cfg.diffusion.dim_mults == (1, 2)
 
 
+def test_packaged_budgets():
+    """The paper config trains the anchors' 1M updates; the default run more than the 10,000 it
+    trained before the batched learner (RESULTS.md times it)."""
+    from tge_ray.config import resolve_config_path
+
+    assert load_config(resolve_config_path("paper")).rl.steps == 1_000_000
+    default = load_config(resolve_config_path("default"))
+    assert default.rl.steps > 10_000 and default.rl.steps % default.evaluation.every == 0
+
+
 def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["rl.backbone=rebrac", "seed=3"])
     dump_config(cfg, tmp_path / "config.yaml")
