@@ -144,7 +144,7 @@ class Cluster:
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)  # `ray start --block` stops its node
-                self.proc.wait(timeout=10)  # then what is left is killed below
+                self.proc.wait(timeout=3)  # then what is left is killed below
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
         # Whatever is left of this cluster (GCS, raylet, dashboard, workers) names its temp dir.

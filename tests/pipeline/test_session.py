@@ -10,8 +10,9 @@ from tests.conftest import copy_store
 
 
 def test_a_run_prints_its_table_and_nothing_of_ray_s(smoke_run, tiny_datasets, tmp_path):
-    # The smoke run's diffusion model is reused; the Ray Data pools and the policy stage run.
-    copy_store(smoke_run.store, tmp_path, stages=("diffusion",), runs=False)
+    # The smoke run's diffusion model and embeddings are reused; the rewards' Ray Data pool (where
+    # Ray's lines came from) and the policy stage run.
+    copy_store(smoke_run.store, tmp_path, stages=("diffusion", "embeddings"), runs=False)
     command = [sys.executable, "-m", "tge_ray.cli", "run", "-q", "smoke", f"task.offline={tiny_datasets['offline']}",
                f"task.expert={tiny_datasets['expert']}", f"storage={tmp_path}", "methods=[tge]", "rl.steps=2",
                "evaluation.every=2"]

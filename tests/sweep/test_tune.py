@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import copy_store
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,8 +28,10 @@ def _finished_trials(sweep: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_sweep_killed_then_resumed(tiny_datasets, tmp_path):
-    storage = tmp_path / "sweeps"
+def test_sweep_killed_then_resumed(smoke_run, tiny_datasets, tmp_path):
+    # The store holds the smoke run's diffusion model and embeddings: every trial, before and
+    # after the kill, takes them from there (a trial process shares the store, as a run does).
+    storage = copy_store(smoke_run.store, tmp_path / "sweeps", stages=("diffusion", "embeddings"), runs=False)
     command = [
         sys.executable, "-m", "tge_ray.cli", "sweep", str(REPO / "tune_spaces" / "smoke.yaml"),
         "--storage", str(storage),
@@ -41,7 +45,7 @@ def test_sweep_killed_then_resumed(tiny_datasets, tmp_path):
     deadline = time.time() + 600
     try:
         while time.time() < deadline and not _finished_trials(sweep) and first.poll() is None:
-            time.sleep(2)
+            time.sleep(0.5)
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)  # the driver dies part way, with its local Ray
@@ -61,10 +65,10 @@ def test_sweep_killed_then_resumed(tiny_datasets, tmp_path):
     for name in finished_before:
         assert (sweep / name / "result.json").read_text() == lines_before[name]
         assert name in set(table["trial_id"])
-    # One diffusion model for all trials of one horizon.
-    assert table["diffusion_trained"].sum() == 1
-    assert table["diffusion_reused"].sum() == 1
-    assert "diffusion models trained: 1, reused: 1" in resumed.stdout
+    # The store's diffusion model for both trials: none trained one.
+    assert table["diffusion_trained"].sum() == 0
+    assert table["diffusion_reused"].sum() == 2
+    assert "diffusion models trained: 0, reused: 2" in resumed.stdout
     for name in ("best.md", "score_vs_sigma.png", "score_by_backbone.png"):
         assert (sweep / name).is_file()
 
