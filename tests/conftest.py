@@ -133,10 +133,12 @@ def copy_store(store: Path, target: Path, *, stages: tuple[str, ...] | None = No
     for artifact in (store / "artifacts").iterdir():
         if stages is None or artifact.name.rpartition("-")[0] in stages or artifact.name == ".locks":
             shutil.copytree(artifact, target / "artifacts" / artifact.name, symlinks=True)
-    for run_dir in store.iterdir() if runs else ():
-        if (run_dir / "results.json").is_file():
-            shutil.copytree(run_dir, target / run_dir.name, symlinks=True)
-            for name in ("results.json", "config.yaml"):
-                record = target / run_dir.name / name
-                record.write_text(record.read_text().replace(str(store), str(target)))
+    from tge_ray.pipeline import files
+    from tge_ray.pipeline.run_folder import RunFolder
+
+    for run_dir in RunFolder.inside(store) if runs else ():
+        shutil.copytree(run_dir, target / run_dir.name, symlinks=True)
+        for name in (files.RESULTS_FILE, files.CONFIG_FILE):
+            record = target / run_dir.name / name
+            record.write_text(record.read_text().replace(str(store), str(target)))
     return target
