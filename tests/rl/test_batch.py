@@ -104,18 +104,22 @@ def test_batched_policy_equals_alone_within_rounding_on_two_threads(name, data):
         torch.testing.assert_close(mine[key], theirs[key], rtol=1e-4, atol=1e-6, msg=key)
 
 
-def test_per_policy_hyper_parameters(data, one_thread):
-    """A policy with its own beta and lr in a batch equals it alone with that config."""
-    base = CONFIGS["iql"]
-    other = dataclasses.replace(base, beta=10.0, lr=1e-3, expectile=0.9, tau=0.01)
-    alone = make("iql", data, [2], ["a"], configs=[other])
-    batch = make("iql", data, [1, 2], ["a", "a"], configs=[base, other])
-    alone.run(3)
-    batch.run(3)
+@pytest.mark.parametrize("name, own", [
+    ("iql", {"beta": 10.0, "lr": 1e-3, "expectile": 0.9, "tau": 0.01}),
+    ("rebrac", {"actor_lr": 3e-4, "critic_lr": 3e-4, "actor_bc_coef": 0.1, "critic_bc_coef": 0.05, "tau": 0.01}),
+])
+def test_per_policy_hyper_parameters(data, one_thread, name, own):
+    """A policy with its own per-policy values in a batch equals it alone with that config."""
+    base = CONFIGS[name]
+    other = dataclasses.replace(base, **own)
+    alone = make(name, data, [2], ["a"], configs=[other])
+    batch = make(name, data, [1, 2], ["a", "a"], configs=[base, other])
+    alone.run(4)
+    batch.run(4)
     mine, theirs = member(alone, 0), member(batch, 1)
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
-    first = make("iql", data, [1], ["a"], configs=[base])
-    first.run(3)
+    first = make(name, data, [1], ["a"], configs=[base])
+    first.run(4)
     assert any(not torch.equal(member(first, 0)[k], member(batch, 1)[k]) for k in mine)
 
 

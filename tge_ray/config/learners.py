@@ -14,7 +14,8 @@ from tge_ray.errors import ConfigError
 class IQLConfig:
     """IQL (Kostrikov et al., 2021) hyper-parameters, CORL's defaults.
 
-    ``expectile``, ``beta`` and ``lr`` take one value, or a list of one per RL seed (``rl.seeds``).
+    ``expectile``, ``beta``, ``lr`` and ``tau`` take one value, or a list of one per RL seed
+    (``rl.seeds``).
 
     Attributes:
         actor: ``deterministic`` (tanh MLP, squared error in the AWR loss; CORL's hopper-medium
@@ -40,7 +41,7 @@ class IQLConfig:
     lr: float | tuple[float, ...] = 3e-4
     batch_size: int = 256
     discount: float = 0.99
-    tau: float = 0.005
+    tau: float | tuple[float, ...] = 0.005
 
     def __post_init__(self) -> None:
         for expectile in self.expectile if isinstance(self.expectile, tuple) else (self.expectile,):
@@ -52,15 +53,16 @@ class IQLConfig:
         positive_values("rl.iql.lr", self.lr)
         positive("rl.iql.batch_size", self.batch_size)
         in_range("rl.iql.discount", self.discount, 0.0, 1.0)
-        in_range("rl.iql.tau", self.tau, 0.0, 1.0)
+        for tau in self.tau if isinstance(self.tau, tuple) else (self.tau,):
+            in_range("rl.iql.tau", tau, 0.0, 1.0)
 
 
 @dataclass
 class ReBRACConfig:
     """ReBRAC (Tarasov et al., 2023) hyper-parameters, CORL's defaults, plus an adaptive BC weight.
 
-    ``actor_lr``, ``critic_lr``, ``actor_bc_coef`` and ``critic_bc_coef`` take one value, or a list
-    of one per RL seed (``rl.seeds``).
+    ``actor_lr``, ``critic_lr``, ``actor_bc_coef``, ``critic_bc_coef`` and ``tau`` take one value,
+    or a list of one per RL seed (``rl.seeds``).
 
     Attributes:
         hidden: MLP width.
@@ -93,7 +95,7 @@ class ReBRACConfig:
     noise_clip: float = 0.5
     policy_freq: int = 2
     discount: float = 0.99
-    tau: float = 0.005
+    tau: float | tuple[float, ...] = 0.005
     adaptive_bc: bool = True
     bc_sharpness: float = 0.0
 
@@ -111,7 +113,8 @@ class ReBRACConfig:
         check(math.isfinite(self.bc_sharpness) and self.bc_sharpness >= 0, "rl.rebrac.bc_sharpness",
                self.bc_sharpness, "a finite number >= 0")
         in_range("rl.rebrac.discount", self.discount, 0.0, 1.0)
-        in_range("rl.rebrac.tau", self.tau, 0.0, 1.0)
+        for tau in self.tau if isinstance(self.tau, tuple) else (self.tau,):
+            in_range("rl.rebrac.tau", tau, 0.0, 1.0)
 
 
 @dataclass
@@ -173,8 +176,8 @@ class BCConfig:
 # The learners' fields that may take one value per policy: a list of ``rl.seeds`` values, the
 # i-th going to every method's policy of seed offset i.
 PER_POLICY_FIELDS = {
-    "iql": ("lr", "beta", "expectile"),
-    "rebrac": ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef"),
+    "iql": ("lr", "beta", "expectile", "tau"),
+    "rebrac": ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef", "tau"),
     "bc": ("lr",),
 }
 

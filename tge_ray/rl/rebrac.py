@@ -47,7 +47,7 @@ class ReBRAC(StackedLearner):
     """ReBRAC: deterministic tanh actor, twin LayerNorm critics, BC in actor and critic."""
 
     name = "rebrac"
-    per_policy = ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef")
+    per_policy = ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef", "tau")
 
     @property
     def cycle(self) -> int:  # type: ignore[override]
@@ -76,9 +76,9 @@ class ReBRAC(StackedLearner):
         }
         self.actor_bc_coef, self.critic_bc_coef = self.hyper("actor_bc_coef"), self.hyper("critic_bc_coef")
         self.reward_low, self.reward_high = self._reward_ranges()
-        tau = torch.tensor(cfg.tau, device=self.device)
-        self.tau_actor = tau.expand(self.n_policies, 1, 1)
-        self.tau_critic = tau.expand(self.n_policies * TWIN, 1, 1)
+        tau = self.hyper("tau")  # (P, 1)
+        self.tau_actor = tau.view(-1, 1, 1)
+        self.tau_critic = tau.repeat_interleave(TWIN).view(-1, 1, 1)
         zero = torch.zeros(self.n_policies, device=self.device)
         self._actor_metrics = {name: zero.clone() for name in ACTOR_METRICS}
 
