@@ -164,9 +164,9 @@ class RewardConfig:
         kernel: ``log`` (the paper's) or ``gaussian`` (ablation).
         k: expert neighbours per transition (exact search).
         sigma: kernel temperature (> 0).
-        scale: how raw rewards are scaled before offline RL: ``rank`` (a reward's quantile among
-            D_mu's, in [0, 1]), ``minmax`` to [0, 1] over D_mu, ``standard`` to mean 0 and std 1,
-            ``none`` raw. Rewards in [0, 1] keep the papers' IQL/ReBRAC hyper-parameters meaningful.
+        scale: how raw rewards are scaled before offline RL: ``rank`` (each reward's quantile among
+            D_mu's), ``minmax`` to [0, 1] over D_mu, ``standard`` to mean 0 and std 1, ``none``
+            raw; rank spreads D_mu's rewards where min-max squeezes them near 1.
         expert_windows: which demo windows form the index Z_E: ``all`` (every step's, as
             DESIGN.md) or ``complete`` (only those wholly inside their episode: a padded window
             shows a frozen system).
@@ -179,7 +179,7 @@ class RewardConfig:
     kernel: Literal["log", "gaussian"] = "log"
     k: int = 5
     sigma: float = 1.0
-    scale: Literal["rank", "minmax", "standard", "none"] = "minmax"
+    scale: Literal["rank", "minmax", "standard", "none"] = "rank"
     expert_windows: Literal["all", "complete"] = "all"
     skip_demo_start: int = 0
     batch_size: int = field(default=4096, metadata=NO_RESULT)
