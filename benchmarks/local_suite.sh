@@ -32,6 +32,10 @@ SEEDS=${2:-0}
 LANES=${3:-2}
 TASKS=${4:-hopper halfcheetah walker2d ant pointmaze-medium}
 BUDGET=(rl.steps=5000 evaluation.every=2500 evaluation.episodes=10 rl.rebrac.batch_size=256)
+# EXTRA: overrides added to every run, e.g. the defaults RESULTS.md's table was made with:
+#   EXTRA="reward.scale=minmax rl.iql.tau=0.005" bash benchmarks/local_suite.sh results/suite "0 1 2"
+read -r -a extra <<< "${EXTRA:-}"
+BUDGET+=("${extra[@]}")
 
 rows() {  # task -> its rows, "offline-quality N" each
   case $1 in
