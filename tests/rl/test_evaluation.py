@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
-import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -15,7 +16,6 @@ from tge_ray.rl.evaluation import (
     evaluate_policies,
     evaluate_policy,
     evaluate_remote,
-    make_eval_env,
     normalized_score,
 )
 from tge_ray.rl.learner import PolicySpec, Problem
@@ -52,16 +52,24 @@ def test_more_envs_than_episodes():
     assert result.lengths == (5,)
 
 
-def test_dict_observations_are_flattened():
-    import gymnasium_robotics
+# A fresh interpreter: the policy stage's driver and Ray's evaluation workers import only what
+# they need, and a PointMaze id is unknown there until something imports gymnasium_robotics.
+FRESH_POINTMAZE = """
+import gymnasium, sys
+from tge_ray.rl.evaluation import make_eval_env
+from tge_ray.rl.train import action_box
+assert "gymnasium_robotics" not in sys.modules
+low, high = action_box("PointMaze_UMaze-v3", None)
+envs = make_eval_env("PointMaze_UMaze-v3", 1, max_episode_steps=5)
+single = gymnasium.make("PointMaze_UMaze-v3").observation_space
+print(low.tolist(), high.tolist(), envs.single_observation_space.shape, gymnasium.spaces.flatdim(single))
+"""
 
-    gymnasium.register_envs(gymnasium_robotics)
-    envs = make_eval_env("PointMaze_UMaze-v3", 1, max_episode_steps=5)
-    try:
-        single = gymnasium.make("PointMaze_UMaze-v3").observation_space
-        assert envs.single_observation_space.shape == (gymnasium.spaces.flatdim(single),)
-    finally:
-        envs.close()
+
+def test_pointmaze_envs_are_made_in_a_fresh_process_with_dict_observations_flattened():
+    out = subprocess.run([sys.executable, "-c", FRESH_POINTMAZE], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[-1.0,", "-1.0]", "[1.0,", "1.0]", "(8,)", "8"]
 
 
 def random_hopper_transitions(n: int = 64) -> Transitions:

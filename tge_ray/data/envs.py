@@ -6,6 +6,8 @@ observations and a time limit; :func:`check_env` says in one line what else is w
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from typing import Any
 
@@ -16,6 +18,36 @@ from tge_ray.errors import DataError
 # task -> Gymnasium id of the locomotion tasks whose experts are trained with RL (shipped in experts/).
 LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
                    "ant": "Ant-v5"}
+
+
+def ensure_registered(env_id: str) -> None:
+    """Register Gymnasium-Robotics' envs (PointMaze) in this process if ``env_id`` is not known yet.
+
+    Every process that makes an env calls this first: a Ray worker or a `tge run` driver imports
+    only the modules its stage needs, and a PointMaze id is unknown until gymnasium_robotics is
+    imported. Idempotent; ids Gymnasium already knows cost a dict lookup.
+    """
+    if env_id in gym.registry:
+        return
+    # Importing gymnasium_robotics prints a notice about its Adroit envs (not used here) to stderr.
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            import gymnasium_robotics
+        except ImportError:  # not installed: gym.make names the unknown id
+            return
+    gym.register_envs(gymnasium_robotics)
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` after :func:`ensure_registered`."""
+    ensure_registered(env_id)
+    return gym.make(env_id, **kwargs)
+
+
+def make_env_vec(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
+    """``gym.make_vec`` after :func:`ensure_registered`."""
+    ensure_registered(env_id)
+    return gym.make_vec(env_id, num_envs, **kwargs)
 
 
 def slug(env_id: str) -> str:
@@ -34,7 +66,7 @@ def check_env(env_id: str, **kwargs: Any) -> gym.Env:
     Returns the open env (the caller closes it).
     """
     try:
-        env = gym.make(env_id, **kwargs)
+        env = make_env(env_id, **kwargs)
     except Exception as exc:  # noqa: BLE001 - unknown ids, missing extras, bad kwargs all land here
         reason = (str(exc).splitlines() or [""])[0]
         raise DataError(f"cannot make env {env_id!r} ({type(exc).__name__}: {reason}): give a registered "

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from tge_ray.data import pointmaze
-from tge_ray.data.envs import LOCOMOTION_ENVS
+from tge_ray.data.envs import LOCOMOTION_ENVS, make_env, make_env_vec
 from tge_ray.errors import DataError
 from tge_ray.io import atomic_path
 
@@ -184,7 +184,7 @@ def evaluate(policy: Policy, env_id: str, *, episodes: int, seed: int, num_envs:
     the first ``episodes`` finished episodes count (in order of env index at each step).
     """
     num_envs = min(num_envs, episodes)
-    envs = gym.make_vec(
+    envs = make_env_vec(
         env_id, num_envs, vectorization_mode="sync",
         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **env_kwargs,
     )
@@ -245,7 +245,7 @@ def ship_expert(name: str, env_id: str, snapshot_dir: Path, *, out_dir: Path | N
         returns = evaluate(policy_from_actor(Actor.from_state_dict(states[quality])), env_id, episodes=episodes, seed=seed)
         figures[quality] = {"snapshot_step": row["step"], "return_mean": float(returns.mean()),
                             "return_std": float(returns.std()), "episodes": episodes, "eval_seed": seed}
-    env = gym.make(env_id)
+    env = make_env(env_id)
     random_returns = evaluate(random_policy(env.action_space, seed), env_id, episodes=episodes, seed=seed)
     env.close()
     figures["random"] = {"return_mean": float(random_returns.mean()), "return_std": float(random_returns.std()),

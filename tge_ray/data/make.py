@@ -44,7 +44,7 @@ from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage import get_dataset_path
 
 from tge_ray.data import experts, pointmaze
-from tge_ray.data.envs import check_env, slug
+from tge_ray.data.envs import check_env, make_env, slug
 from tge_ray.data.rollouts import DEFAULT_WORKERS, Policy, Task, collect_parallel
 from tge_ray.errors import DataError
 
@@ -175,7 +175,7 @@ def _datasets_path(root: Path) -> Iterator[None]:
 
 
 def check_disk(root: Path, steps: int, task: Task) -> None:
-    env = gym.make(task.env_id, **task.env_kwargs)
+    env = make_env(task.env_id, **task.env_kwargs)
     obs_bytes = gym.spaces.flatdim(env.observation_space) * 8
     act_bytes = gym.spaces.flatdim(env.action_space) * 4
     env.close()
@@ -277,7 +277,7 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
         return target
     root = Path(get_dataset_path())
 
-    env = gym.make(task.env_id, **task.env_kwargs) if task_name else check_env(task.env_id)
+    env = make_env(task.env_id, **task.env_kwargs) if task_name else check_env(task.env_id)
     action_space, eval_spec = env.action_space, env.spec
     if task_name is not None:
         spec = PolicySpec(task_name, quality, action_space)

@@ -23,6 +23,7 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 from tqdm import tqdm
 
+from tge_ray.data.envs import make_env_vec
 from tge_ray.errors import DataError
 
 NUM_ENVS = 8
@@ -89,7 +90,7 @@ def collect(task: Task, policy: Policy, *, seed: int, size: int | None = None, e
     every ``n`` env steps taken (progress from another process).
     """
     num_envs = task.num_envs if size is None else min(task.num_envs, size)
-    envs = gym.make_vec(task.env_id, num_envs, vectorization_mode="sync",
+    envs = make_env_vec(task.env_id, num_envs, vectorization_mode="sync",
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **task.env_kwargs)
     obs_steps, actions, rewards, terminations, truncations = [], [], [], [], []
     finished: list[tuple[int, int, int, Any]] = []  # (first step, last step, env, final obs)

@@ -53,9 +53,9 @@ class RolloutReward:
 def rollout_reward(run: Any, *, steps: int = 1000, episodes: int = 2, seed: int = 0) -> RolloutReward:
     """Label rollouts of at most ``steps`` steps, ``episodes`` per behaviour (seeds ``seed``,
     ``seed`` + 1, ...), with ``run``'s own reward (a RunFolder with a TGE reward stage)."""
-    import gymnasium
     import torch
 
+    from tge_ray.data.envs import make_env
     from tge_ray.data.windows import Windows
     from tge_ray.diffusion.checkpoint import load_encoder
     from tge_ray.diffusion.embed import embed_array
@@ -85,7 +85,7 @@ def rollout_reward(run: Any, *, steps: int = 1000, episodes: int = 2, seed: int 
                 "uniform random action": lambda obs: rng.uniform(-1.0, 1.0, (len(obs), act_dim))}
     policies.update({label: load_policy(path) for label, path in run.policy_checkpoints().items()})
     env_id, env_kwargs = eval_environment(cfg, task)
-    env = gymnasium.make(env_id, **env_kwargs)
+    env = make_env(env_id, **env_kwargs)
     low, high = env.action_space.low, env.action_space.high
     rows = []
     try:

@@ -20,6 +20,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from tge_ray.data.envs import make_env, make_env_vec
+
 
 @dataclass(frozen=True)
 class EvalResult:
@@ -65,11 +67,11 @@ def make_eval_env(
     kwargs = dict(env_kwargs or {})
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    probe = gymnasium.make(env_id, **kwargs)
+    probe = make_env(env_id, **kwargs)
     is_dict = isinstance(probe.observation_space, gymnasium.spaces.Dict)
     probe.close()
     wrappers = [gymnasium.wrappers.FlattenObservation] if is_dict else None
-    return gymnasium.make_vec(
+    return make_env_vec(
         env_id,
         num_envs,
         vectorization_mode="sync",

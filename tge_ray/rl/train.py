@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 
+from tge_ray.data.envs import make_env
 from tge_ray.io import torch_save
 from tge_ray.rl.buffer import Transitions
 from tge_ray.rl.evaluation import EvalResult, evaluate_policies, evaluate_remote
@@ -78,7 +78,7 @@ class PolicyResult:
 
 def action_box(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """The environment's action box (low, high) as float32."""
-    env = gymnasium.make(env_id, **(env_kwargs or {}))
+    env = make_env(env_id, **(env_kwargs or {}))
     try:
         space = env.action_space
         return np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
