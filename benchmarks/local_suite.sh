@@ -17,7 +17,9 @@
 # embeddings and rewards). Then two ablations on hopper and on walker2d (those in TASKS), N = 30,
 # with TGE-IQL and TGE-filtered BC: H = 1 against the default H = 32, and the gaussian against the
 # default log kernel.
-# LANES runs go at once (each a local Ray with torch_threads=1). Afterwards:
+# LANES runs go at once (each a local Ray with torch_threads=1). QUALITIES (env) keeps only the rows
+# of those offline qualities, e.g. QUALITIES=medium; the ablations run only with random rows.
+# Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
 #
@@ -48,6 +50,12 @@ rows() {  # task -> its rows, "offline-quality N" each
 }
 
 for task in $TASKS; do rows "$task" >/dev/null; done  # an unknown task stops here, before anything runs
+QUALITIES=${QUALITIES:-random medium}
+wanted() {  # task -> its rows of the wanted qualities
+  for row in $(rows "$1"); do
+    if [[ " $QUALITIES " == *" ${row%%:*} "* ]]; then echo "$row"; fi
+  done
+}
 if [[ " $TASKS " == *" ant "* ]] && ! tge data experts --require ant >/dev/null; then
   # tge printed the missing file and the command that trains it
   echo "local_suite: skipping the ant rows until the ant expert is shipped" >&2
@@ -55,7 +63,8 @@ if [[ " $TASKS " == *" ant "* ]] && ! tge data experts --require ant >/dev/null;
 fi
 
 for task in $TASKS; do  # datasets first, once (not inside parallel runs)
-  for quality in $(rows "$task" | tr ' ' '\n' | cut -d: -f1 | sort -u) expert; do
+  if [[ -z $(wanted "$task") ]]; then continue; fi
+  for quality in $(wanted "$task" | cut -d: -f1 | sort -u) expert; do
     tge data make "tge/$task/$quality-v0" -q
   done
 done
@@ -87,8 +96,9 @@ export BUDGET_STR="${BUDGET[*]}"
 jobs=()
 for seed in $SEEDS; do
   for task in $TASKS; do
-    for row in $(rows "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
+    for row in $(wanted "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
   done
+  if [[ " $QUALITIES " != *" random "* ]]; then continue; fi  # the ablations are random-data rows
   if [[ " $TASKS " == *" hopper "* ]]; then
     jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
   fi
