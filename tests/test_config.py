@@ -31,6 +31,15 @@ def test_packaged_budgets():
     assert default.rl.steps > 10_000 and default.rl.steps % default.evaluation.every == 0
 
 
+@pytest.mark.parametrize("backbone, auto", [("iql", "rank"), ("fbc", "rank"), ("rebrac", "minmax")])
+def test_reward_scale_auto_resolves_for_the_backbone(backbone, auto):
+    """ReBRAC collapsed on rank-scaled rewards where min-max held (docs/notes/medium-and-pointmaze.md);
+    IQL and filtered BC keep rank. An explicit scale is kept for every backbone."""
+    assert ExperimentConfig().reward.scale == "auto"
+    assert load_config(None, [f"rl.backbone={backbone}"]).reward_scale() == auto
+    assert load_config(None, [f"rl.backbone={backbone}", "reward.scale=standard"]).reward_scale() == "standard"
+
+
 def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["rl.backbone=rebrac", "seed=3"])
     dump_config(cfg, tmp_path / "config.yaml")

@@ -166,7 +166,7 @@ class RewardConfig:
         sigma: kernel temperature (> 0).
         scale: how raw rewards are scaled before offline RL: ``rank`` (each reward's quantile among
             D_mu's), ``minmax`` to [0, 1] over D_mu, ``standard`` to mean 0 and std 1, ``none``
-            raw; rank spreads D_mu's rewards where min-max squeezes them near 1.
+            raw; ``auto``: minmax for the rebrac backbone, rank for iql and fbc.
         expert_windows: which demo windows form the index Z_E: ``all`` (every step's, as
             DESIGN.md) or ``complete`` (only those wholly inside their episode: a padded window
             shows a frozen system).
@@ -179,7 +179,7 @@ class RewardConfig:
     kernel: Literal["log", "gaussian"] = "log"
     k: int = 5
     sigma: float = 1.0
-    scale: Literal["rank", "minmax", "standard", "none"] = "rank"
+    scale: Literal["auto", "rank", "minmax", "standard", "none"] = "auto"
     expert_windows: Literal["all", "complete"] = "all"
     skip_demo_start: int = 0
     batch_size: int = field(default=4096, metadata=NO_RESULT)
@@ -370,6 +370,13 @@ class ExperimentConfig:
         )
         # Checked here because it needs two stages: the U-Net must take the horizon.
         self.diffusion.down_steps_for(self.windows.horizon)
+
+    def reward_scale(self) -> str:
+        """``reward.scale``, with ``auto`` resolved for TGE's backbone: ``minmax`` for ReBRAC,
+        ``rank`` for IQL and filtered BC. The rewards artifact is keyed by the resolved value."""
+        if self.reward.scale != "auto":
+            return self.reward.scale
+        return "minmax" if self.rl.backbone == "rebrac" else "rank"
 
     def run_name(self) -> str:
         """Content-built name: ``<task>__<backbone>__H<horizon>__s<seed>``."""

@@ -103,7 +103,7 @@ def window_reference(run: Any, *, horizon: int | None = None, skip: int | None =
     flat_mixed = windows.gather(np.arange(len(windows))).reshape(len(windows), -1)  # (N, H * obs_dim)
     flat_demo = demo.gather(np.arange(len(demo))).reshape(len(demo), -1)[expert_index_rows(cfg, task)]
     raw = label_array(flat_mixed, flat_demo, cfg.reward)  # the reward stage's k-NN and kernel
-    scaled, _ = scale_rewards(raw, cfg.reward.scale)
+    scaled, _ = scale_rewards(raw, cfg.reward_scale())
 
     def correlation(rewards: np.ndarray) -> Correlation:
         values = true_reward_correlation(rewards, mixed.rewards, mixed.episode_ids)

@@ -172,15 +172,19 @@ def reward_stage(
     from tge_ray.reward.kernels import scale_rewards
     from tge_ray.reward.label import label_rewards
 
-    deps = {"format": ARTIFACT_FORMAT, "embeddings": embeddings.name, "reward": key_part(cfg.reward)}
-    earlier = earlier_artifacts("rewards", to_dict(cfg), upstream=embeddings.name)
+    scale = cfg.reward_scale()  # auto resolved: an auto run shares the artifact of its explicit twin
+    reward_key = {**key_part(cfg.reward), "scale": scale}
+    deps = {"format": ARTIFACT_FORMAT, "embeddings": embeddings.name, "reward": reward_key}
+    config = to_dict(cfg)
+    config["reward"]["scale"] = scale
+    earlier = earlier_artifacts("rewards", config, upstream=embeddings.name)
 
     def build(folder: Path) -> dict[str, Any]:
         stored = read_embeddings(embeddings.path)
         mixed, demos = stored.mixed, stored.demos[expert_index_rows(cfg, task)]
         table = to_ray_dataset(mixed, column="embedding", batch_size=cfg.reward.batch_size)
         raw = label_rewards(table, demos, cfg.reward, cfg.resources)
-        scaled, scaling = scale_rewards(raw, cfg.reward.scale)
+        scaled, scaling = scale_rewards(raw, scale)
         stats = separation(raw, task.expert_flags)
         write_rewards(folder, raw, scaled)
         return {"scaling": scaling.to_dict(), "separation": stats}

@@ -90,7 +90,9 @@ def _settings(run: RunFolder) -> dict[str, str]:
     that change no result (batch sizes; :func:`tge_ray.config.key_part`) are left out, as from
     artifact keys."""
     config = to_dict(run.config)
-    return {key: value for key, value in flat_config(key_part(run.config)).items()
+    settings = flat_config(key_part(run.config))
+    settings["reward.scale"] = json.dumps(run.config.reward_scale())  # auto as what it resolved to
+    return {key: value for key, value in settings.items()
             if not key.startswith(NOT_A_SETTING) and key not in GROUP_KEYS and _uses(key, config)}
 
 
