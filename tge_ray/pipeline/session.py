@@ -19,6 +19,10 @@ from tge_ray.errors import TGEError
 from tge_ray.faults import reclaim_signals
 
 TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+# A driver interrupted in the middle of a stage waits up to this long for its task events (the
+# state API's records) to flush before it shuts down; Ray's default, 5 s, doubled the time from
+# Ctrl-C to the prompt (docs/notes/ci-time.md). The environment's own value wins.
+TASK_EVENTS_FLUSH_ENV, TASK_EVENTS_FLUSH_MS = "RAY_task_events_shutdown_flush_timeout_ms", "500"
 
 
 @contextlib.contextmanager
@@ -43,6 +47,7 @@ def ray_session(cfg: ExperimentConfig, verbose: bool = False) -> Iterator[None]:
         # ray.init announces, as a warning on every run, that a cluster it starts has token
         # authentication on (Ray's default, which stays): the notice goes, the setting does not.
         logging.getLogger(TOKEN_AUTH_LOGGER).setLevel(logging.ERROR)
+    os.environ.setdefault(TASK_EVENTS_FLUSH_ENV, TASK_EVENTS_FLUSH_MS)  # read by ray.init's core worker
     try:
         ray.init(
             address=address,
