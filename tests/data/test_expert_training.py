@@ -140,6 +140,12 @@ def test_the_shipped_tasks_keep_their_names_and_commands(tmp_path):
     candidates = info["expert_candidates"]  # the three best snapshots, re-evaluated on fresh episodes
     assert len(candidates) == 3 and all(c["episodes"] == experts.SELECT_EPISODES for c in candidates)
     assert info["expert"]["snapshot_step"] == max(candidates, key=lambda c: c["return_mean"])["step"]
+    # the medium: of the other snapshots, the one whose fresh mean is closest to 0.4 of the expert's
+    expert_mean = next(c["return_mean"] for c in candidates if c["step"] == info["expert"]["snapshot_step"])
+    assert info["medium_target"] == pytest.approx(experts.MEDIUM_FRACTION * expert_mean)
+    medium = info["medium_candidates"]
+    assert sorted(c["step"] for c in medium) == sorted({100, 200, 300} - {info["expert"]["snapshot_step"]})
+    assert info["medium"]["snapshot_step"] == min(medium, key=lambda c: abs(c["return_mean"] - info["medium_target"]))["step"]
     actions = experts.load_policy(tmp_path / "hopper_expert.pt")(np.zeros((4, 11), np.float32))
     assert actions.shape == (4, 3) and (np.abs(actions) <= 1).all()
 
@@ -179,3 +185,8 @@ def test_cli_refuses_a_discrete_env_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("tge: error: env 'CartPole-v1' has Discrete actions") and err.count("\n") == 1
     assert not default_run_dir("cartpole-v1", "sac", 0).exists() and not (tmp_path / "out").exists()
+
+
+def test_the_experts_table_names_each_library_without_its_settings():
+    rows = experts.shipped_experts()  # `tge data experts`: the records' algorithm, up to its settings
+    assert rows["hopper"][-1] == "SB3 SAC" and rows["walker2d"][-1] == "SBX (JAX) TQC"

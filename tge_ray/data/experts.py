@@ -4,8 +4,8 @@ Experts are trained by ``tge data train-expert`` (:mod:`tge_ray.data.expert_trai
 ``snapshot_every`` environment steps the deterministic actor is evaluated and saved; at the end of
 each session the best snapshot (by a fresh 20-episode evaluation of the three best,
 :func:`pick_expert`) becomes ``<name>_expert.pt`` and the snapshot whose return is closest to
-``MEDIUM_FRACTION`` of the expert's becomes ``<name>_medium.pt`` (D4RL's "medium" is a policy
-stopped part-way through the expert's training). Both are plain ``state_dict``s of :class:`Actor`
+``MEDIUM_FRACTION`` of the expert's, on the same fresh evaluation (:func:`pick_medium`), becomes
+``<name>_medium.pt`` (D4RL's "medium" is a policy stopped part-way through the expert's training). Both are plain ``state_dict``s of :class:`Actor`
 (obs -> tanh mean -> action bounds) that load with torch alone; ``<name>.json`` beside them (the
 record) holds the command, seed, steps, wall time, returns and library versions. ``<name>`` is
 the task (``hopper``) or, for any other env, the env id's :func:`~tge_ray.data.envs.slug`.
@@ -31,13 +31,18 @@ from tge_ray.io import atomic_path
 
 EXPERTS_DIR = Path(__file__).parent / "experts"
 
-# The medium policy is the snapshot whose return is closest to this fraction of the expert's.
+# The medium policy is the snapshot whose return is closest to this fraction of the expert's: of the
+# MEDIUM_CANDIDATES snapshots whose logged return is closest, re-evaluated (see pick_medium).
 MEDIUM_FRACTION = 0.4
+MEDIUM_CANDIDATES = 5
 # The expert is the best of the CANDIDATES snapshots with the best logged return, re-evaluated
 # over SELECT_EPISODES episodes from SELECT_SEED (see pick_expert).
 CANDIDATES = 3
 SELECT_EPISODES = 20
 SELECT_SEED = 20_000
+# The record's returns (the datasets' reference scores): expert, medium and random policy over this
+# many episodes from seed 0; a walker that falls once in ten episodes moves a ten-episode mean by 10%.
+REFERENCE_EPISODES = 50
 
 Policy = Callable[[np.ndarray], np.ndarray]  # obs (B, obs_dim) -> actions (B, act_dim)
 
@@ -215,19 +220,37 @@ def pick_expert(env_id: str, snapshot_dir: Path, log: list[dict], *, candidates:
     falls. Returns (chosen log row, the candidates' re-evaluations).
     """
     ranked = sorted(log, key=lambda row: row["return"], reverse=True)[:candidates]
-    trials = []
-    for row in ranked:
-        actor = Actor.from_state_dict(_snapshot_state(snapshot_dir, row["step"]))
-        returns = evaluate(policy_from_actor(actor), env_id, episodes=episodes, seed=seed)
-        trials.append({"step": row["step"], "return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                       "episodes": episodes, "eval_seed": seed})
+    trials = [_trial(env_id, snapshot_dir, row["step"], episodes, seed) for row in ranked]
     best = max(trials, key=lambda trial: trial["return_mean"])
     return next(row for row in ranked if row["step"] == best["step"]), trials
 
 
+def pick_medium(env_id: str, snapshot_dir: Path, log: list[dict], target: float, *, exclude: int,
+                candidates: int = MEDIUM_CANDIDATES, episodes: int = SELECT_EPISODES,
+                seed: int = SELECT_SEED) -> tuple[dict, list[dict]]:
+    """The medium snapshot: of the ``candidates`` snapshots (not step ``exclude``, the expert) whose
+    logged (5-episode) return is closest to ``target``, the one whose mean over ``episodes`` fresh
+    episodes is closest. A snapshot that falls in some of its five logged episodes can look medium
+    and walk like the expert on the next twenty. Returns (chosen log row, the re-evaluations).
+    """
+    others = [row for row in log if row["step"] != exclude] or log  # a run of one snapshot: the expert itself
+    near = sorted(others, key=lambda row: abs(row["return"] - target))
+    trials = [_trial(env_id, snapshot_dir, row["step"], episodes, seed) for row in near[:candidates]]
+    chosen = min(trials, key=lambda trial: abs(trial["return_mean"] - target))
+    return next(row for row in near if row["step"] == chosen["step"]), trials
+
+
+def _trial(env_id: str, snapshot_dir: Path, step: int, episodes: int, seed: int) -> dict[str, Any]:
+    """A snapshot's returns over ``episodes`` fresh episodes from ``seed``, as a record row."""
+    returns = evaluate(policy_from_actor(Actor.from_state_dict(_snapshot_state(snapshot_dir, step))), env_id,
+                       episodes=episodes, seed=seed)
+    return {"step": step, "return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "episodes": episodes, "eval_seed": seed}
+
+
 def ship_expert(name: str, env_id: str, snapshot_dir: Path, *, out_dir: Path | None = None,
                 meta: dict | None = None, versions: dict[str, str] | None = None,
-                episodes: int = 10, seed: int = 0) -> Path:
+                episodes: int = REFERENCE_EPISODES, seed: int = 0) -> Path:
     """Pick expert (:func:`pick_expert`) and medium snapshots, re-evaluate them, write the shipped files.
 
     Writes ``<name>_expert.pt``, ``<name>_medium.pt`` and the record ``<name>.json`` into
@@ -237,8 +260,9 @@ def ship_expert(name: str, env_id: str, snapshot_dir: Path, *, out_dir: Path | N
     out_dir = Path(out_dir) if out_dir is not None else EXPERTS_DIR
     log = [json.loads(line) for line in (Path(snapshot_dir) / "log.jsonl").read_text().splitlines()]
     best, trials = pick_expert(env_id, snapshot_dir, log)
-    medium = min(log, key=lambda row: abs(row["return"] - MEDIUM_FRACTION * best["return"]))
-    figures: dict[str, Any] = {"expert_candidates": trials}
+    target = MEDIUM_FRACTION * next(trial["return_mean"] for trial in trials if trial["step"] == best["step"])
+    medium, medium_trials = pick_medium(env_id, snapshot_dir, log, target, exclude=best["step"])
+    figures: dict[str, Any] = {"expert_candidates": trials, "medium_target": target, "medium_candidates": medium_trials}
     states = {}
     for quality, row in (("expert", best), ("medium", medium)):
         states[quality] = _snapshot_state(snapshot_dir, row["step"])
@@ -293,5 +317,10 @@ def shipped_experts() -> dict[str, tuple[str, ...] | None]:
             continue
         returns = [f"{record[q]['return_mean']:.0f} ± {record[q]['return_std']:.0f}" for q in ("expert", "medium", "random")]
         rows[task] = (env_id, *returns, str(record.get("steps_trained", "-")),
-                      str(record.get("algorithm", "-")).split(" (")[0])
+                      _library_label(str(record.get("algorithm", "-"))))
     return rows
+
+
+def _library_label(algorithm: str) -> str:
+    """'SBX (JAX) TQC (rl-zoo MuJoCo defaults: ...)' -> 'SBX (JAX) TQC': the record's label without its settings."""
+    return algorithm.rsplit(" (", 1)[0] if algorithm.endswith(")") else algorithm
