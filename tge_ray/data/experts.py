@@ -5,10 +5,11 @@ Experts are trained by ``tge data train-expert`` (:mod:`tge_ray.data.expert_trai
 each session the best snapshot (by a fresh 20-episode evaluation of the three best,
 :func:`pick_expert`) becomes ``<name>_expert.pt`` and the snapshot whose return is closest to
 ``MEDIUM_FRACTION`` of the expert's, on the same fresh evaluation (:func:`pick_medium`), becomes
-``<name>_medium.pt`` (D4RL's "medium" is a policy stopped part-way through the expert's training). Both are plain ``state_dict``s of :class:`Actor`
-(obs -> tanh mean -> action bounds) that load with torch alone; ``<name>.json`` beside them (the
-record) holds the command, seed, steps, wall time, returns and library versions. ``<name>`` is
-the task (``hopper``) or, for any other env, the env id's :func:`~tge_ray.data.envs.slug`.
+``<name>_medium.pt`` (D4RL's "medium" is a policy stopped part-way through the expert's
+training). Both are plain ``state_dict``s of :class:`Actor` (obs -> tanh mean -> action bounds)
+that load with torch alone; ``<name>.json`` beside them (the record) holds the command, seed,
+steps, wall time, returns and library versions. ``<name>`` is the task (``hopper``) or, for any
+other env, the env id's :func:`~tge_ray.data.envs.slug`.
 """
 
 from __future__ import annotations
