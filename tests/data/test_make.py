@@ -84,12 +84,12 @@ def test_seed_fixes_the_data_and_existing_data_is_kept_unless_forced():
     assert not np.array_equal(first[0], other[0])
 
 
-@pytest.mark.parametrize("task", ["hopper", "halfcheetah", "walker2d", "ant"])
+@pytest.mark.parametrize("task", sorted(experts.LOCOMOTION_ENVS))
 def test_each_shipped_expert_is_far_above_random(task):
-    shipped = json.loads((experts.EXPERTS_DIR / f"{task}.json").read_text())
+    shipped = experts.expert_record(experts.EXPERTS_DIR / f"{task}_expert.pt")
     random, medium, expert = (shipped[q]["return_mean"] for q in ("random", "medium", "expert"))
     assert random < medium < expert
-    returns = experts.evaluate(experts.load_policy(task, "expert"), make.TASKS[task].env_id, episodes=2, seed=7)
+    returns = experts.evaluate(experts.load_policy(task, "expert"), shipped["env_id"], episodes=2, seed=7)
     assert returns.mean() > random + 0.5 * (expert - random)  # fresh episodes, not the record's
 
 
