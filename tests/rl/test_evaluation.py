@@ -144,3 +144,38 @@ def test_interrupted_batch_resumes_to_the_same_policies(tmp_path):
         assert a.eval_history == b.eval_history
         for key, value in a.actor_state["params"].items():
             assert torch.equal(value, b.actor_state["params"][key]), key
+
+
+def test_a_batch_stopped_with_an_evaluation_in_flight_runs_it_again_on_resume(ray_session, tmp_path, monkeypatch):
+    """Through Ray, the checkpoint at an evaluation step is written while that evaluation still
+    runs; a batch stopped right then must not lose it (its history would skip the step)."""
+    import tge_ray.rl.train as train
+
+    transitions = random_hopper_transitions()
+    table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(3), np.ones(3))
+    specs = [PolicySpec(IQLConfig(hidden=16, batch_size=16), s, PolicyData("r"), *transitions.observation_stats())
+             for s in (0, 1)]
+    problem = Problem(11, 3, -np.ones(3), np.ones(3), 30)
+    eval_cfg = EvaluationConfig(episodes=1, every=10, num_envs=1, max_episode_steps=5)
+    common = dict(env_id=ENV, env_kwargs={}, progress=False, use_ray=True, **REF)
+    straight = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
+
+    real_save = train.torch_save
+
+    def save_then_stop_at_20(data, path):
+        real_save(data, path)
+        if data["learner"]["step"] == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "torch_save", save_then_stop_at_20)
+    with pytest.raises(KeyboardInterrupt):
+        train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "b.pt", **common)
+    monkeypatch.setattr(train, "torch_save", real_save)
+    stopped = torch.load(tmp_path / "b.pt", weights_only=False)
+    in_flight = [item["step"] for item in stopped["pending_evals"]]
+    done = [r["step"] for r in stopped["eval_history"][0]]
+    assert 20 in in_flight and sorted(done + in_flight) == [10, 20]
+    resumed = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "b.pt", **common)
+    assert [step for step, _ in resumed[0].eval_history] == [10, 20, 30]
+    for a, b in zip(straight, resumed):
+        assert a.eval_history == b.eval_history

@@ -158,6 +158,7 @@ def train_batch(
                 "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies]}
     histories: list[list[EvalResult]] = [[] for _ in policies]
     metrics: list[list[dict[str, float]]] = [[] for _ in policies]
+    unfinished: list[dict[str, Any]] = []  # evaluations in flight when the checkpoint was written
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location=learner.device, weights_only=False)
         if not saved.get("complete", True) and saved.get("identity") == identity:
@@ -165,8 +166,9 @@ def train_batch(
             histories = [[EvalResult(**{**r, "returns": tuple(r["returns"]), "lengths": tuple(r["lengths"])})
                           for r in policy] for policy in saved["eval_history"]]
             metrics = saved["metrics"]
+            unfinished = saved.get("pending_evals", [])
 
-    pending: list[tuple[int, Any]] = []  # (step, ObjectRef) in submission order
+    pending: list[tuple[int, Any, Any]] = []  # (step, actor state, ObjectRef) in submission order
     reported = {policy[-1].step for policy in histories if policy}
 
     def deliver(results: list[EvalResult]) -> None:
@@ -182,17 +184,18 @@ def train_batch(
         import ray
 
         while pending:
-            _, ref = pending[0]
+            _, _, ref = pending[0]
             if wait_for <= 0 and not ray.wait([ref], timeout=0)[0]:
                 return
             deliver(ray.get(ref))
             pending.pop(0)
             wait_for -= 1
 
-    def evaluate(step: int) -> None:
-        state = learner.actor_state()
+    def evaluate(step: int, state: Any = None) -> None:
+        state = learner.actor_state() if state is None else state
         if use_ray:
-            pending.append((step, evaluate_remote(state, env_id, num_cpus=eval_num_cpus, step=step, **eval_kwargs)))
+            ref = evaluate_remote(state, env_id, num_cpus=eval_num_cpus, step=step, **eval_kwargs)
+            pending.append((step, state, ref))
             collect(wait_for=len(pending) - MAX_EVALS_IN_FLIGHT)
         else:
             deliver(evaluate_policies(state, env_id, step=step, torch_threads=torch.get_num_threads(), **eval_kwargs))
@@ -206,9 +209,14 @@ def train_batch(
                 "eval_history": [[dataclasses.asdict(r) for r in history] for history in histories],
                 "metrics": metrics,
                 "actor_state": learner.actor_state(),
+                # the actors of evaluations still running: a resumed batch runs them again
+                "pending_evals": [{"step": step, "actor_state": state} for step, state, _ in pending],
             },
             checkpoint,
         )
+
+    for item in unfinished:  # evaluations a stopped batch had in flight, in step order
+        evaluate(item["step"], item["actor_state"])
 
     # 2./3. updates in chunks up to the next log or evaluation step
     bar = None
