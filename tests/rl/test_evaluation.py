@@ -121,13 +121,19 @@ def test_train_policy_tiny(ray_session, tmp_path, use_ray):
     assert saved["complete"] and saved["learner"]["step"] == 20
 
 
-def test_interrupted_batch_resumes_to_the_same_policies(tmp_path):
+def two_policy_batch():
+    """Two tiny IQL policies for 30 updates, evaluated every 10 (specs, table, problem, evaluation)."""
     transitions = random_hopper_transitions()
     table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(3), np.ones(3))
     specs = [PolicySpec(IQLConfig(hidden=16, batch_size=16), s, PolicyData("r"), *transitions.observation_stats())
              for s in (0, 1)]
     problem = Problem(11, 3, -np.ones(3), np.ones(3), 30)
     eval_cfg = EvaluationConfig(episodes=1, every=10, num_envs=1, max_episode_steps=5)
+    return specs, table, problem, eval_cfg
+
+
+def test_interrupted_batch_resumes_to_the_same_policies(tmp_path):
+    specs, table, problem, eval_cfg = two_policy_batch()
     common = dict(env_id=ENV, env_kwargs={}, progress=False, use_ray=False, **REF)
     straight = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
 
@@ -151,12 +157,7 @@ def test_a_batch_stopped_with_an_evaluation_in_flight_runs_it_again_on_resume(ra
     runs; a batch stopped right then must not lose it (its history would skip the step)."""
     import tge_ray.rl.train as train
 
-    transitions = random_hopper_transitions()
-    table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(3), np.ones(3))
-    specs = [PolicySpec(IQLConfig(hidden=16, batch_size=16), s, PolicyData("r"), *transitions.observation_stats())
-             for s in (0, 1)]
-    problem = Problem(11, 3, -np.ones(3), np.ones(3), 30)
-    eval_cfg = EvaluationConfig(episodes=1, every=10, num_envs=1, max_episode_steps=5)
+    specs, table, problem, eval_cfg = two_policy_batch()
     common = dict(env_id=ENV, env_kwargs={}, progress=False, use_ray=True, **REF)
     straight = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
 

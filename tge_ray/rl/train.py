@@ -86,6 +86,14 @@ def action_box(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[np.ndarr
         env.close()
 
 
+def _on_cpu(tree: Any) -> Any:
+    """``tree`` with its tensors on the CPU (a checkpoint is loaded onto the learner's device;
+    evaluation takes CPU actors)."""
+    if isinstance(tree, dict):
+        return {k: _on_cpu(v) for k, v in tree.items()}
+    return tree.cpu() if isinstance(tree, torch.Tensor) else tree
+
+
 def _rows_digest(rows: np.ndarray | None) -> str | None:
     return None if rows is None else hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()[:16]
 
@@ -166,7 +174,8 @@ def train_batch(
             histories = [[EvalResult(**{**r, "returns": tuple(r["returns"]), "lengths": tuple(r["lengths"])})
                           for r in policy] for policy in saved["eval_history"]]
             metrics = saved["metrics"]
-            unfinished = saved.get("pending_evals", [])
+            unfinished = [{"step": item["step"], "actor_state": _on_cpu(item["actor_state"])}
+                          for item in saved.get("pending_evals", [])]
 
     pending: list[tuple[int, Any, Any]] = []  # (step, actor state, ObjectRef) in submission order
     reported = {policy[-1].step for policy in histories if policy}
