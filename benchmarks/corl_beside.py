@@ -15,9 +15,10 @@ What is CORL's and what is ours:
 - From the run's config: the actor's form and the target rate (``rl.iql.actor``, ``rl.iql.tau``);
   CORL's fixed values (expectile 0.7, beta 3, lr 3e-4, discount 0.99) must equal the run's, or
   the script stops.
-- The evaluation: the run's Gymnasium environment and reference scores, ``--episodes`` episodes
-  every ``--every`` updates (episode i of an evaluation reset with seed 1000 * seed + i), the same
-  normalised score as ``tge run``; CORL's own ``eval_actor`` targets the old Gym API.
+- The evaluation: the project's ``evaluate_policy`` in the run's Gymnasium environment with its
+  reference scores and ``evaluation.num_envs``, seeded as ``tge run`` seeds a policy's evaluation,
+  ``--episodes`` episodes every ``--every`` updates; CORL's own ``eval_actor`` targets the old Gym
+  API.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import torch
 
 from tge_ray.pipeline.policies import eval_environment, oracle_rewards, reference_scores
 from tge_ray.pipeline.run_folder import RunFolder
+from tge_ray.rl.evaluation import evaluate_policy
+from tge_ray.rl.train import EVAL_SEED_OFFSET
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _corl import corl_iql_trainer, load_corl_iql  # noqa: E402
@@ -41,25 +44,11 @@ from _corl import corl_iql_trainer, load_corl_iql  # noqa: E402
 CORL_FIXED = {"expectile": 0.7, "beta": 3.0, "lr": 3e-4, "discount": 0.99, "batch_size": 256}
 
 
-def evaluate(corl_actor: torch.nn.Module, env_id: str, env_kwargs: dict, mean: np.ndarray, std: np.ndarray,
-             episodes: int, seed: int) -> list[float]:
-    import gymnasium as gym
-
-    env = gym.make(env_id, **env_kwargs)
-    corl_actor.eval()
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=1000 * seed + episode)
-        total, done = 0.0, False
-        while not done:
-            action = corl_actor.act((obs - mean) / std, "cpu")
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    corl_actor.train()
-    env.close()
-    return returns
+def corl_policy(corl_actor: torch.nn.Module, mean: np.ndarray, std: np.ndarray):
+    """Raw observations (B, obs_dim) -> actions through CORL's own ``act``, one row at a time."""
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.stack([corl_actor.act((row - mean) / std, "cpu") for row in obs])
+    return act
 
 
 def main() -> None:
@@ -101,9 +90,6 @@ def main() -> None:
     env_id, env_kwargs = eval_environment(cfg, task)
     ref_min, ref_max = reference_scores(task)
 
-    def score(ret: float) -> float:
-        return 100.0 * (ret - ref_min) / (ref_max - ref_min)
-
     out: dict = {"run": str(args.run), "reward": args.reward, "actor": iql.actor, "tau": iql.tau, "steps": args.steps,
                  "every": args.every, "episodes": args.episodes, "threads": args.threads, "corl_iql": str(args.corl_iql),
                  "seeds": {}}
@@ -115,8 +101,12 @@ def main() -> None:
         for step in tqdm(range(1, args.steps + 1), desc=f"CORL IQL seed {seed}", mininterval=5, file=sys.stderr):
             trainer.train([b.to("cpu") for b in buffer.sample(256)])  # CORL's train loop, less wandb.log
             if step % args.every == 0 or step == args.steps:
-                returns = evaluate(trainer.actor, env_id, env_kwargs, mean, std, args.episodes, seed)
-                history.append([step, score(float(np.mean(returns)))])
+                trainer.actor.eval()
+                result = evaluate_policy(corl_policy(trainer.actor, mean, std), env_id, env_kwargs=env_kwargs,
+                                         episodes=args.episodes, num_envs=cfg.evaluation.num_envs,
+                                         seed=seed + EVAL_SEED_OFFSET, ref_min=ref_min, ref_max=ref_max)
+                trainer.actor.train()
+                history.append([step, result.score])
         out["seeds"][str(seed)] = history
         print(f"seed {seed}: " + " / ".join(f"{s}: {v:.1f}" for s, v in history), flush=True)
         out["seconds"] = round(time.perf_counter() - started, 1)
