@@ -65,6 +65,7 @@ def test_rollout_reward(run):
 def test_reward_profile(run):
     """The stored rewards averaged by position in D_mu's episodes, checked against a direct count."""
     from tge_ray.diagnose.reward_profile import reward_profile
+    from tge_ray.pipeline.policies import oracle_rewards
 
     result = reward_profile(run, from_start=(0, 1), to_end=(0, 1000))
     assert result.horizon == 8 and [group.name for group in result.groups] == ["expert-flagged", "other"]
@@ -75,6 +76,11 @@ def test_reward_profile(run):
     assert dict(result.group("other").from_start)[0] == pytest.approx(expected)
     for group in result.groups:  # no episode is 1001 steps long
         assert dict(group.to_end)[1000] is None and 0.0 <= dict(group.to_end)[0] <= 1.0
+    oracle, flags = oracle_rewards(task), task.expert_flags  # the true reward as oracle-IQL sees it
+    assert result.group("expert-flagged").oracle_mean == pytest.approx(oracle[flags].mean())
+    assert result.group("other").oracle_mean == pytest.approx(oracle[~flags].mean())
+    contrast = stored[flags].mean() - stored[~flags].mean()
+    assert f"contrast (expert-flagged mean - other mean): {contrast:.3f}" in result.lines()[-1]
 
 
 def test_policy_ceiling(run, tmp_path):
