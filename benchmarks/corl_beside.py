@@ -88,13 +88,19 @@ def iql_curve(corl: Any, cfg: Any, dataset: dict[str, np.ndarray], mean: np.ndar
             trainer.actor.train()
 
 
-def rebrac_settings(cfg: Any, index: int) -> ReBRACSettings:
-    """CORL's ReBRAC settings from the run's ``rl.rebrac`` (the ``index``-th value of per-seed lists)."""
-    rebrac = cfg.rl.rebrac
+def rebrac_settings(cfg: Any, seed: int) -> ReBRACSettings:
+    """CORL's ReBRAC settings from the run's ``rl.rebrac``; a field with one value per RL seed gives
+    the value of ``seed``'s offset from the run's seed, as ``tge run`` picks it."""
+    rebrac, offset = cfg.rl.rebrac, seed - cfg.seed
 
     def value(name: str) -> float:
         field = getattr(rebrac, name)
-        return float(field[index] if isinstance(field, (list, tuple)) else field)
+        if not isinstance(field, (list, tuple)):
+            return float(field)
+        if not 0 <= offset < len(field):
+            raise SystemExit(f"corl_beside: error: rl.rebrac.{name} holds values for seeds {cfg.seed} to "
+                             f"{cfg.seed + len(field) - 1}, not {seed}: give --seeds in that range")
+        return float(field[offset])
 
     return ReBRACSettings(hidden_dim=rebrac.hidden, n_hiddens=rebrac.n_layers, actor_learning_rate=value("actor_lr"),
                           critic_learning_rate=value("critic_lr"), batch_size=rebrac.batch_size,
@@ -183,14 +189,15 @@ def main() -> None:
     env_id, env_kwargs = eval_environment(cfg, task)
     ref_min, ref_max = reference_scores(task)
 
-    out["seeds"], out["settings"] = {}, {}
+    out["seeds"] = {}
+    if backbone == "rebrac":  # every seed's settings before any training: a bad --seeds stops here
+        out["settings"] = {str(seed): vars(rebrac_settings(cfg, seed)).copy() for seed in args.seeds}
     started = time.perf_counter()
-    for index, seed in enumerate(args.seeds):
+    for seed in args.seeds:
         if backbone == "iql":
             curve = iql_curve(corl, cfg, dataset, mean, std, seed=seed, steps=args.steps, every=args.every)
         else:
-            settings = rebrac_settings(cfg, index)
-            out["settings"][str(seed)] = vars(settings).copy()
+            settings = ReBRACSettings(**out["settings"][str(seed)])
             curve = rebrac_curve(corl, settings, dataset, mean, std, seed=seed, steps=args.steps, every=args.every)
         history = []
         for step, policy in curve:
