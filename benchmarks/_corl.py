@@ -55,8 +55,8 @@ def _jax_tree_map() -> None:
         jax.tree_map = jax.tree.map
 
 
-def load_corl(path: Path, flag: str = "--corl-iql", tool: str = "bench_rl") -> Any:
-    """A CORL ``algorithms/offline/*.py`` file as a module (``flag`` names it in errors)."""
+def load_corl(path: Path, flag: str, tool: str) -> Any:
+    """A CORL ``algorithms/offline/*.py`` file as a module (``tool`` and ``flag`` name it in errors)."""
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"{tool}: error: {flag} {path} does not exist: clone CORL and give its "
@@ -73,11 +73,6 @@ def load_corl(path: Path, flag: str = "--corl-iql", tool: str = "bench_rl") -> A
     except ImportError as exc:  # rebrac.py without jax, flax, optax or chex
         raise SystemExit(f"{tool}: error: {path} needs {exc.name}: pip install -e \".[corl-rebrac]\"") from None
     return module
-
-
-def load_corl_iql(path: Path) -> Any:
-    """CORL's iql.py as a module."""
-    return load_corl(path)
 
 
 def corl_iql_trainer(corl: Any, dataset: dict[str, np.ndarray], *, deterministic: bool, tau: float = 0.005,

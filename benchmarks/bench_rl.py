@@ -108,9 +108,9 @@ def learner_runner(name: str, policies: int, table: TransitionTable, stats: tupl
 
 
 def corl_runner(path: Path, transitions: Transitions, device: str) -> Callable[[int], None]:
-    from _corl import corl_iql_trainer, load_corl_iql
+    from _corl import corl_iql_trainer, load_corl
 
-    corl = load_corl_iql(path)
+    corl = load_corl(path, "--corl-iql", "bench_rl")
     dataset = {"observations": transitions.observations, "actions": transitions.actions,
                "rewards": transitions.rewards, "next_observations": transitions.next_observations,
                "terminals": transitions.terminals}
