@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from tge_ray.pipeline.policies import eval_environment, oracle_rewards, reference_scores
 from tge_ray.pipeline.run_folder import RunFolder
@@ -71,8 +72,6 @@ Policy = Callable[[np.ndarray], np.ndarray]
 def iql_curve(corl: Any, cfg: Any, dataset: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray, *, seed: int,
               steps: int, every: int) -> Iterator[tuple[int, Policy]]:
     """(step, policy) at every evaluation of CORL's IQL trained as its ``train()`` trains it."""
-    from tqdm import tqdm
-
     iql = cfg.rl.iql
     data = {"observations": corl.normalize_states(dataset["observations"], mean, std), "actions": dataset["actions"],
             "rewards": dataset["rewards"],
@@ -114,7 +113,6 @@ def rebrac_curve(corl: Any, settings: ReBRACSettings, dataset: dict[str, np.ndar
     """(step, policy) at every evaluation of CORL's ReBRAC, run in epochs of ``jax.lax.fori_loop``."""
     import jax
     import jax.numpy as jnp
-    from tqdm import tqdm
 
     per_epoch = math.gcd(every, 1000)
     buffer = {"states": corl.normalize_states(dataset["observations"], mean, std), "actions": dataset["actions"],
@@ -205,6 +203,7 @@ def main() -> None:
                                      num_envs=cfg.evaluation.num_envs, seed=seed + EVAL_SEED_OFFSET,
                                      ref_min=ref_min, ref_max=ref_max)
             history.append([step, result.score])
+            tqdm.write(f"seed {seed}, {step} updates: {result.score:.1f}", file=sys.stderr)  # a stopped run keeps its curve in the log
         out["seeds"][str(seed)] = history
         print(f"seed {seed}: " + " / ".join(f"{s}: {v:.1f}" for s, v in history), flush=True)
         out["seconds"] = round(time.perf_counter() - started, 1)
