@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tge_ray.config.learners import policy_section
+from tge_ray.errors import ConfigError
 from tge_ray.pipeline.policies import eval_environment, oracle_rewards, reference_scores
 from tge_ray.pipeline.run_folder import RunFolder
 from tge_ray.rl.evaluation import evaluate_policy
@@ -72,7 +74,7 @@ Policy = Callable[[np.ndarray], np.ndarray]
 def iql_curve(corl: Any, cfg: Any, dataset: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray, *, seed: int,
               steps: int, every: int) -> Iterator[tuple[int, Policy]]:
     """(step, policy) at every evaluation of CORL's IQL trained as its ``train()`` trains it."""
-    iql = cfg.rl.iql
+    iql = seed_section(cfg, "iql", seed)
     data = {"observations": corl.normalize_states(dataset["observations"], mean, std), "actions": dataset["actions"],
             "rewards": dataset["rewards"],
             "next_observations": corl.normalize_states(dataset["next_observations"], mean, std),
@@ -87,24 +89,23 @@ def iql_curve(corl: Any, cfg: Any, dataset: dict[str, np.ndarray], mean: np.ndar
             trainer.actor.train()
 
 
+def seed_section(cfg: Any, learner: str, seed: int) -> Any:
+    """The run's ``rl.<learner>`` as ``tge run`` resolves it for RL seed ``seed``."""
+    try:
+        return policy_section(getattr(cfg.rl, learner), learner, seed - cfg.seed)
+    except ConfigError as e:
+        raise SystemExit(f"corl_beside: error: seed {seed} is offset {seed - cfg.seed} from the run's seed "
+                         f"{cfg.seed}, and {e}: give --seeds among the run's RL seeds") from None
+
+
 def rebrac_settings(cfg: Any, seed: int) -> ReBRACSettings:
-    """CORL's ReBRAC settings from the run's ``rl.rebrac``; a field with one value per RL seed gives
-    the value of ``seed``'s offset from the run's seed, as ``tge run`` picks it."""
-    rebrac, offset = cfg.rl.rebrac, seed - cfg.seed
-
-    def value(name: str) -> float:
-        field = getattr(rebrac, name)
-        if not isinstance(field, (list, tuple)):
-            return float(field)
-        if not 0 <= offset < len(field):
-            raise SystemExit(f"corl_beside: error: rl.rebrac.{name} holds values for seeds {cfg.seed} to "
-                             f"{cfg.seed + len(field) - 1}, not {seed}: give --seeds in that range")
-        return float(field[offset])
-
-    return ReBRACSettings(hidden_dim=rebrac.hidden, n_hiddens=rebrac.n_layers, actor_learning_rate=value("actor_lr"),
-                          critic_learning_rate=value("critic_lr"), batch_size=rebrac.batch_size,
-                          actor_bc_coef=value("actor_bc_coef"), critic_bc_coef=value("critic_bc_coef"),
-                          gamma=rebrac.discount, tau=value("tau"), policy_noise=rebrac.policy_noise,
+    """CORL's ReBRAC settings from the run's ``rl.rebrac``, as ``tge run`` resolves them for ``seed``
+    (a field with one value per RL seed gives the value of ``seed``'s offset from the run's seed)."""
+    rebrac = seed_section(cfg, "rebrac", seed)
+    return ReBRACSettings(hidden_dim=rebrac.hidden, n_hiddens=rebrac.n_layers, actor_learning_rate=float(rebrac.actor_lr),
+                          critic_learning_rate=float(rebrac.critic_lr), batch_size=rebrac.batch_size,
+                          actor_bc_coef=float(rebrac.actor_bc_coef), critic_bc_coef=float(rebrac.critic_bc_coef),
+                          gamma=rebrac.discount, tau=float(rebrac.tau), policy_noise=rebrac.policy_noise,
                           noise_clip=rebrac.noise_clip, policy_freq=rebrac.policy_freq)
 
 
@@ -188,7 +189,9 @@ def main() -> None:
     ref_min, ref_max = reference_scores(task)
 
     out["seeds"] = {}
-    if backbone == "rebrac":  # every seed's settings before any training: a bad --seeds stops here
+    for seed in args.seeds:  # every seed's settings before any training: a bad --seeds stops here
+        seed_section(cfg, backbone, seed)
+    if backbone == "rebrac":
         out["settings"] = {str(seed): vars(rebrac_settings(cfg, seed)).copy() for seed in args.seeds}
     started = time.perf_counter()
     for seed in args.seeds:

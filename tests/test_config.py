@@ -31,6 +31,21 @@ def test_packaged_budgets():
     assert default.rl.steps > 10_000 and default.rl.steps % default.evaluation.every == 0
 
 
+def test_policy_section_gives_each_seed_its_value():
+    """What ``tge run`` (and benchmarks/corl_beside.py) train a seed offset with."""
+    from tge_ray.config import resolve_config_path
+    from tge_ray.config.learners import policy_section
+
+    cfg = load_config(resolve_config_path("smoke"), ["rl.seeds=3", "rl.rebrac.tau=[0.001,0.002,0.005]",
+                                                     "rl.rebrac.actor_bc_coef=0.5"])
+    sections = [policy_section(cfg.rl.rebrac, "rebrac", offset) for offset in range(3)]
+    assert [s.tau for s in sections] == [0.001, 0.002, 0.005]
+    assert {s.actor_bc_coef for s in sections} == {0.5}
+    assert cfg.rl.rebrac.tau == (0.001, 0.002, 0.005)  # the config itself is left as it was
+    with pytest.raises(ConfigError, match=r"^rl\.rebrac\.tau holds values for seed offsets 0 to 2, not 3$"):
+        policy_section(cfg.rl.rebrac, "rebrac", 3)
+
+
 @pytest.mark.parametrize("backbone, auto", [("iql", "rank"), ("fbc", "rank"), ("rebrac", "minmax")])
 def test_reward_scale_auto_resolves_for_the_backbone(backbone, auto):
     """ReBRAC collapsed on rank-scaled rewards where min-max held (docs/notes/medium-and-pointmaze.md);

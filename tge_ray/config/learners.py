@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from tge_ray.config.checks import check, in_range, positive, positive_values
 from tge_ray.errors import ConfigError
@@ -181,6 +182,24 @@ PER_POLICY_FIELDS = {
     "rebrac": ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef", "tau"),
     "bc": ("lr",),
 }
+
+
+def policy_section(section: Any, learner: str, offset: int) -> Any:
+    """``section`` (``rl.<learner>``) as the policy of RL seed offset ``offset`` trains with it: each
+    per-policy field given as a list takes its ``offset``-th value; one-value fields stay as they are.
+
+    Raises:
+        ConfigError: a field holds a list with no value for ``offset``.
+    """
+    values = {}
+    for name in PER_POLICY_FIELDS.get(learner, ()):
+        value = getattr(section, name)
+        if isinstance(value, tuple):
+            if not 0 <= offset < len(value):
+                raise ConfigError(f"rl.{learner}.{name} holds values for seed offsets 0 to {len(value) - 1}, "
+                                  f"not {offset}")
+            values[name] = value[offset]
+    return dataclasses.replace(section, **values)
 
 
 @dataclass

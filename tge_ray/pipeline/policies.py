@@ -62,23 +62,22 @@ class PolicyRequest:
 
 def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None) -> list[PolicyRequest]:
     """The policies of one run: ``rl.seeds`` per method, with their per-policy values."""
-    from tge_ray.config.learners import PER_POLICY_FIELDS
+    from tge_ray.config.learners import PER_POLICY_FIELDS, policy_section
 
     requests = []
     for name in cfg.methods:
         method = METHODS[name]
         learner = method.learner_of(cfg.rl)
         section = getattr(cfg.rl, learner)
-        listed = [f for f in PER_POLICY_FIELDS.get(learner, ()) if isinstance(getattr(section, f), tuple)]
+        varying = [f for f in PER_POLICY_FIELDS.get(learner, ())
+                   if isinstance(getattr(section, f), tuple) and len(set(getattr(section, f))) > 1]
         for offset in range(cfg.rl.seeds):
-            values = {f: getattr(section, f)[offset] for f in listed}
+            config = policy_section(section, learner, offset)
             if method.filtered(cfg.rl):
-                values["lr"] = cfg.rl.fbc.lr
-            config = dataclasses.replace(section, **values)
-            varying = [f for f in listed if len(set(getattr(section, f))) > 1]
+                config = dataclasses.replace(config, lr=cfg.rl.fbc.lr)
             label = method.label(cfg.rl)
             if varying:
-                label += "[" + ",".join(f"{f}={values[f]:g}" for f in varying) + "]"
+                label += "[" + ",".join(f"{f}={getattr(config, f):g}" for f in varying) + "]"
             if method.rewards == "tge":
                 assert rewards is not None
                 reward = f"tge:{rewards.name}"
