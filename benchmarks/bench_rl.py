@@ -14,8 +14,9 @@ A policy-update is one update of one policy; a batch of P does P per step.
 The bound: every learner's update is a fixed number of matmul FLOPs (IQL ~0.53 GFLOP at batch
 256: 4 MLPs forward and backward, 3 forward only; ReBRAC ~3.35 at 1024; BC ~0.106), so a
 256x256x256 matmul's GFLOP/s on the same threads bounds the policy-updates/s any implementation
-reaches here. Each figure is the best of ``--repeats`` timed windows (the least disturbed); the
-matmul is measured before and after the rows and the faster kept.
+reaches here. Every runner is built first; then ``--repeats`` rounds each time one window of every
+row in turn (the matmul, CORL and ours), and each figure is its row's best window. Interleaved,
+a slow stretch of a shared machine slows all rows of a round alike, so the ratios hold.
 """
 
 from __future__ import annotations
@@ -81,14 +82,36 @@ def best_rate(run: Callable[[int], None], chunk: int, repeats: int, device: str)
     return max(rates)
 
 
-def matmul_gflops(repeats: int, device: str) -> float:
+def interleaved_best(runners: list[tuple[Callable[[int], None], int]], repeats: int, device: str) -> list[float]:
+    """Best steps/s of each (run, chunk) over ``repeats`` rounds, after one warm-up window each.
+
+    A round times one window of every runner in turn, so each row sees the same stretches of a
+    shared machine: a slow minute lowers all rows of a round, not the ratio between two of them."""
+    for run, chunk in runners:
+        run(chunk)
+    sync(device)
+    best = [0.0] * len(runners)
+    for _ in range(repeats):
+        for i, (run, chunk) in enumerate(runners):
+            start = time.perf_counter()
+            run(chunk)
+            sync(device)
+            best[i] = max(best[i], chunk / (time.perf_counter() - start))
+    return best
+
+
+def matmul_runner(device: str) -> Callable[[int], None]:
     a, b = torch.randn(256, 256, device=device), torch.randn(256, 256, device=device)
 
     def run(n: int) -> None:
         for _ in range(n):
             torch.mm(a, b)
 
-    return best_rate(run, 500, repeats, device) * 2 * 256**3 / 1e9
+    return run
+
+
+def matmul_gflops(repeats: int, device: str) -> float:
+    return best_rate(matmul_runner(device), 500, repeats, device) * 2 * 256**3 / 1e9
 
 
 def learner_runner(name: str, policies: int, table: TransitionTable, stats: tuple, mode: str | None) -> Callable[[int], None]:
@@ -128,7 +151,7 @@ def corl_runner(path: Path, transitions: Transitions, device: str) -> Callable[[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:N)")
     parser.add_argument("--corl-iql", type=Path, default=None, help="CORL's algorithms/offline/iql.py")
     parser.add_argument("--modes", default=None,
@@ -152,36 +175,40 @@ def main() -> None:
     table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(ACT), np.ones(ACT), device)
     stats = transitions.observation_stats()
     load_before = os.getloadavg()
-    gflops = matmul_gflops(repeats, device)
+    gflops = matmul_gflops(1, device)  # a first figure, to size the windows; the table's comes below
     rows: list[dict] = []
-
-    def record(name: str, algo: str, policies: int, steps_per_s: float, mode: str,
-               first_call_s: float | None = None) -> None:
-        rows.append({"name": name, "algo": algo, "policies": policies, "mode": mode,
-                     "updates_per_s": round(steps_per_s, 1), "policy_updates_per_s": round(steps_per_s * policies, 1),
-                     "first_call_s": None if first_call_s is None else round(first_call_s, 1)})
-        first = "" if first_call_s is None else f"  first call {first_call_s:6.1f} s"
-        print(f"  {name:<44} {steps_per_s:9.1f} updates/s  {steps_per_s * policies:10.1f} policy-updates/s{first}",
-              flush=True)
 
     def chunk_for(algo: str, policies: int, guess: float) -> int:
         return 3 if smoke else max(5, int(args.seconds * guess / policies / GFLOP_PER_UPDATE[algo]))
 
-    print(f"256^3 matmul: {gflops:.0f} GFLOP/s on {device}" + ("" if on_gpu else f" with {args.threads} threads"))
     guess = gflops * (0.05 if on_gpu else 0.5)  # policy-GFLOP/s a learner may reach: sizes the windows
+    # (name, algo, policies, mode, run, chunk): every runner is built (compiled, captured) first,
+    # then all are timed in interleaved rounds, the matmul that sets the bound among them
+    entries: list[tuple[str, str, int, str, Callable[[int], None], int]] = [
+        ("256^3 matmul", "", 0, "", matmul_runner(device), 3 if smoke else max(50, int(args.seconds * gflops / 0.0336)))]
     if args.corl_iql is not None:
-        record("CORL iql.py (imported unmodified)", "iql", 1,
-               best_rate(corl_runner(args.corl_iql, transitions, device), chunk_for("iql", 1, guess / 2), repeats,
-                         device), "eager")
+        entries.append(("CORL iql.py (imported unmodified)", "iql", 1, "eager",
+                        corl_runner(args.corl_iql, transitions, device), chunk_for("iql", 1, guess / 2)))
     shapes = [("iql", 1), ("iql", 8), ("rebrac", 1), ("bc", 1)]
     if on_gpu:
         shapes += [("iql", 64), ("iql", 6), ("bc", 3)]
     for algo, policies in shapes:
         for mode in modes:
+            print(f"  building tge_ray {algo} x{policies} ({mode})", flush=True)
             runner = learner_runner(algo, policies, table, stats, None if mode == "eager" else mode)
-            rate = best_rate(runner, chunk_for(algo, policies, guess), repeats, device)
-            record(f"tge_ray {algo} x{policies} ({mode})", algo, policies, rate, mode, runner.first_call_s)
-    gflops = max(gflops, matmul_gflops(repeats, device))
+            entries.append((f"tge_ray {algo} x{policies} ({mode})", algo, policies, mode, runner,
+                            chunk_for(algo, policies, guess)))
+    print(f"timing {len(entries)} rows in {repeats} interleaved rounds", flush=True)
+    rates = interleaved_best([(run, chunk) for *_, run, chunk in entries], repeats, device)
+    gflops = rates[0] * 2 * 256**3 / 1e9
+    print(f"256^3 matmul: {gflops:.0f} GFLOP/s on {device}" + ("" if on_gpu else f" with {args.threads} threads"))
+    for (name, algo, policies, mode, run, _), rate in zip(entries[1:], rates[1:]):
+        first_call_s = getattr(run, "first_call_s", None)
+        rows.append({"name": name, "algo": algo, "policies": policies, "mode": mode,
+                     "updates_per_s": round(rate, 1), "policy_updates_per_s": round(rate * policies, 1),
+                     "first_call_s": None if first_call_s is None else round(first_call_s, 1)})
+        first = "" if first_call_s is None else f"  first call {first_call_s:6.1f} s"
+        print(f"  {name:<44} {rate:9.1f} updates/s  {rate * policies:10.1f} policy-updates/s{first}", flush=True)
 
     bounds = {algo: gflops / flop for algo, flop in GFLOP_PER_UPDATE.items()}
 
@@ -221,7 +248,7 @@ def main() -> None:
                     "cuda_device": torch.cuda.get_device_name(device) if on_gpu else None},
         "device": device, "precision": "fp32", "torch": torch.__version__, "threads": args.threads,
         "batch_sizes": {algo: cfg.batch_size for algo, cfg in CONFIGS.items()},
-        "note": "best of --repeats windows; compare rows within one file (the machine may be shared)",
+        "note": "best of --repeats interleaved rounds; compare rows within one file (the machine may be shared)",
         "matmul_256_gflops": round(gflops, 1),
         "flop_bound_policy_updates_per_s": {k: round(v, 1) for k, v in bounds.items()},
         "results": rows,
