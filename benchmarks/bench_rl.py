@@ -39,6 +39,7 @@ from tge_ray.rl.table import PolicyData, TransitionTable
 from tge_ray.rl.train import build_learner
 
 OBS, ACT = 11, 3
+MATMUL_GFLOP = 2 * 256**3 / 1e9  # one 256^3 matmul
 GFLOP_PER_UPDATE = {"iql": 0.53, "rebrac": 3.35, "bc": 0.106}
 CONFIGS = {"iql": IQLConfig(), "rebrac": ReBRACConfig(), "bc": BCConfig()}
 TARGETS = {  # issue targets: (what, value)
@@ -111,7 +112,7 @@ def matmul_runner(device: str) -> Callable[[int], None]:
 
 
 def matmul_gflops(repeats: int, device: str) -> float:
-    return best_rate(matmul_runner(device), 500, repeats, device) * 2 * 256**3 / 1e9
+    return best_rate(matmul_runner(device), 500, repeats, device) * MATMUL_GFLOP
 
 
 def learner_runner(name: str, policies: int, table: TransitionTable, stats: tuple, mode: str | None) -> Callable[[int], None]:
@@ -185,7 +186,7 @@ def main() -> None:
     # (name, algo, policies, mode, run, chunk): every runner is built (compiled, captured) first,
     # then all are timed in interleaved rounds, the matmul that sets the bound among them
     entries: list[tuple[str, str, int, str, Callable[[int], None], int]] = [
-        ("256^3 matmul", "", 0, "", matmul_runner(device), 3 if smoke else max(50, int(args.seconds * gflops / 0.0336)))]
+        ("256^3 matmul", "", 0, "", matmul_runner(device), 3 if smoke else max(50, int(args.seconds * gflops / MATMUL_GFLOP)))]
     if args.corl_iql is not None:
         entries.append(("CORL iql.py (imported unmodified)", "iql", 1, "eager",
                         corl_runner(args.corl_iql, transitions, device), chunk_for("iql", 1, guess / 2)))
@@ -200,7 +201,7 @@ def main() -> None:
                             chunk_for(algo, policies, guess)))
     print(f"timing {len(entries)} rows in {repeats} interleaved rounds", flush=True)
     rates = interleaved_best([(run, chunk) for *_, run, chunk in entries], repeats, device)
-    gflops = rates[0] * 2 * 256**3 / 1e9
+    gflops = rates[0] * MATMUL_GFLOP
     print(f"256^3 matmul: {gflops:.0f} GFLOP/s on {device}" + ("" if on_gpu else f" with {args.threads} threads"))
     for (name, algo, policies, mode, run, _), rate in zip(entries[1:], rates[1:]):
         first_call_s = getattr(run, "first_call_s", None)
