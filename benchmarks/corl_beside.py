@@ -71,10 +71,10 @@ def corl_policy(corl_actor: torch.nn.Module, mean: np.ndarray, std: np.ndarray):
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-def iql_curve(corl: Any, cfg: Any, dataset: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray, *, seed: int,
+def iql_curve(corl: Any, iql: Any, dataset: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray, *, seed: int,
               steps: int, every: int) -> Iterator[tuple[int, Policy]]:
-    """(step, policy) at every evaluation of CORL's IQL trained as its ``train()`` trains it."""
-    iql = seed_section(cfg, "iql", seed)
+    """(step, policy) at every evaluation of CORL's IQL trained as its ``train()`` trains it, with the
+    actor form and target rate of ``iql`` (the run's ``rl.iql`` resolved for ``seed``)."""
     data = {"observations": corl.normalize_states(dataset["observations"], mean, std), "actions": dataset["actions"],
             "rewards": dataset["rewards"],
             "next_observations": corl.normalize_states(dataset["next_observations"], mean, std),
@@ -98,10 +98,8 @@ def seed_section(cfg: Any, learner: str, seed: int) -> Any:
                          f"{cfg.seed}, and {e}: give --seeds among the run's RL seeds") from None
 
 
-def rebrac_settings(cfg: Any, seed: int) -> ReBRACSettings:
-    """CORL's ReBRAC settings from the run's ``rl.rebrac``, as ``tge run`` resolves them for ``seed``
-    (a field with one value per RL seed gives the value of ``seed``'s offset from the run's seed)."""
-    rebrac = seed_section(cfg, "rebrac", seed)
+def rebrac_settings(rebrac: Any) -> ReBRACSettings:
+    """CORL's ReBRAC settings from the run's ``rl.rebrac`` resolved for one seed (:func:`seed_section`)."""
     return ReBRACSettings(hidden_dim=rebrac.hidden, n_hiddens=rebrac.n_layers, actor_learning_rate=float(rebrac.actor_lr),
                           critic_learning_rate=float(rebrac.critic_lr), batch_size=rebrac.batch_size,
                           actor_bc_coef=float(rebrac.actor_bc_coef), critic_bc_coef=float(rebrac.critic_bc_coef),
@@ -163,13 +161,16 @@ def main() -> None:
                          f"with rl.backbone={backbone}, or --corl-{cfg.rl.backbone}")
     out: dict = {"run": str(args.run), "learner": backbone, "reward": args.reward, "steps": args.steps,
                  "every": args.every, "episodes": args.episodes, "threads": args.threads}
+    # every seed's settings before any work: a bad --seeds stops here
+    sections = {seed: seed_section(cfg, backbone, seed) for seed in args.seeds}
     if backbone == "iql":
         iql = cfg.rl.iql
-        ours = {"expectile": iql.expectile, "beta": iql.beta, "lr": iql.lr, "discount": iql.discount,
-                "batch_size": iql.batch_size}
-        if ours != CORL_FIXED:
-            raise SystemExit(f"corl_beside: error: the run's IQL settings {ours} differ from CORL's fixed "
-                             f"{CORL_FIXED}: compare on a run with IQL's defaults")
+        for seed, section in sections.items():
+            ours = {"expectile": section.expectile, "beta": section.beta, "lr": section.lr,
+                    "discount": section.discount, "batch_size": section.batch_size}
+            if ours != CORL_FIXED:
+                raise SystemExit(f"corl_beside: error: the run's IQL settings for seed {seed}, {ours}, differ from "
+                                 f"CORL's fixed {CORL_FIXED}: compare on a run with IQL's defaults")
         corl = load_corl(args.corl_iql, "--corl-iql", "corl_beside")
         out.update(actor=iql.actor, tau=iql.tau, corl_iql=str(args.corl_iql))
     else:
@@ -189,14 +190,12 @@ def main() -> None:
     ref_min, ref_max = reference_scores(task)
 
     out["seeds"] = {}
-    for seed in args.seeds:  # every seed's settings before any training: a bad --seeds stops here
-        seed_section(cfg, backbone, seed)
     if backbone == "rebrac":
-        out["settings"] = {str(seed): vars(rebrac_settings(cfg, seed)).copy() for seed in args.seeds}
+        out["settings"] = {str(seed): vars(rebrac_settings(section)).copy() for seed, section in sections.items()}
     started = time.perf_counter()
     for seed in args.seeds:
         if backbone == "iql":
-            curve = iql_curve(corl, cfg, dataset, mean, std, seed=seed, steps=args.steps, every=args.every)
+            curve = iql_curve(corl, sections[seed], dataset, mean, std, seed=seed, steps=args.steps, every=args.every)
         else:
             settings = ReBRACSettings(**out["settings"][str(seed)])
             curve = rebrac_curve(corl, settings, dataset, mean, std, seed=seed, steps=args.steps, every=args.every)
