@@ -43,10 +43,17 @@ def test_each_member_follows_torch_adam_at_its_own_rate(schedule):
     assert int(opt.step_count) == 6
 
 
-def test_state_round_trip():
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_state_round_trip(schedule):
     params = {"w": torch.ones(2, 1, 3)}
-    opt = StackedAdam(params, [ParamGroup(["w"], torch.tensor([0.1, 0.2]))], total_steps=10)
+    opt = StackedAdam(params, [ParamGroup(["w"], torch.tensor([0.1, 0.2]), schedule=schedule)], total_steps=10)
     opt.step(params, {"w": torch.ones(2, 1, 3)})
-    other = StackedAdam({"w": torch.ones(2, 1, 3)}, [ParamGroup(["w"], torch.tensor([0.1, 0.2]))], total_steps=10)
+    loaded = {"w": params["w"].clone()}
+    other = StackedAdam(loaded, [ParamGroup(["w"], torch.tensor([0.1, 0.2]), schedule=schedule)], total_steps=10)
     other.load_state_dict(opt.state_dict())
     assert torch.equal(other.exp_avg["w"], opt.exp_avg["w"]) and int(other.step_count) == 1
+    for step in range(3):  # the loaded optimiser continues as the first does (its next step's scalars included)
+        grads = {"w": torch.full((2, 1, 3), float(step + 2))}
+        opt.step(params, grads)
+        other.step(loaded, grads)
+    assert torch.equal(loaded["w"], params["w"])

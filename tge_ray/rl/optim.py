@@ -6,6 +6,12 @@ with the same operations as torch's single-tensor implementation (``lerp_`` for 
 moment, bias corrections from the step count), its learning rate a (M, 1, 1) tensor per
 parameter. The step count is a device tensor, so an update never reads it on the host and can
 be captured in a CUDA graph.
+
+The step's scalars (each group's schedule factor over the first bias correction, and the square
+root of the second) are worked out at the end of the step before, into a small device tensor that
+the step reads. Computed inside the step instead, ``torch.compile`` inlines them into every
+parameter's element loop: Inductor's CPU kernels then ran two float64 ``pow`` (and the cosine)
+per eight elements, which made Adam a sixth of a compiled IQL update.
 """
 
 from __future__ import annotations
@@ -59,28 +65,37 @@ class StackedAdam:
         self._member_lr = [
             group.lr.to(device).repeat_interleave(group.members_per_policy).view(-1, 1, 1) for group in groups
         ]
+        self._scalars = self.step_scalars(self.step_count)  # for the next step; see the module docstring
 
     def lr_factor(self, group: ParamGroup, step: torch.Tensor) -> torch.Tensor | float:
         """The schedule's factor for the update that follows ``step`` updates."""
         return cosine_factor(step, self.total_steps) if group.schedule == "cosine" else 1.0
 
+    def step_scalars(self, done: torch.Tensor) -> torch.Tensor:
+        """(groups + 1,) float32 for the step after ``done`` steps: each group's schedule factor
+        over 1 - beta1^t, then sqrt(1 - beta2^t), t = done + 1."""
+        beta1, beta2 = self.betas
+        count = (done + 1).to(torch.float64)  # 1 - 0.999^t loses digits in float32
+        bias1 = (1.0 - beta1**count).to(torch.float32)
+        bias2_sqrt = torch.sqrt(1.0 - beta2**count).to(torch.float32)
+        return torch.stack([self.lr_factor(group, done) / bias1 for group in self.groups] + [bias2_sqrt])
+
     @torch.no_grad()
     def step(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor]) -> None:
         """One Adam step on ``params`` (in place) with ``grads``."""
         beta1, beta2 = self.betas
-        scheduled_step = self.step_count.clone()
-        self.step_count += 1
-        count = self.step_count.to(torch.float64)  # 1 - 0.999^t loses digits in float32
-        bias1 = (1.0 - beta1**count).to(torch.float32)
-        bias2_sqrt = torch.sqrt(1.0 - beta2**count).to(torch.float32)
-        for group, member_lr in zip(self.groups, self._member_lr):
-            step_size = member_lr * (self.lr_factor(group, scheduled_step) / bias1)  # (M, 1, 1)
+        scalars = self._scalars
+        bias2_sqrt = scalars[-1]
+        for index, (group, member_lr) in enumerate(zip(self.groups, self._member_lr)):
+            step_size = member_lr * scalars[index]  # (M, 1, 1)
             for name in group.names:
                 grad, exp_avg, exp_avg_sq = grads[name], self.exp_avg[name], self.exp_avg_sq[name]
                 exp_avg.lerp_(grad, 1.0 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
                 denom = (exp_avg_sq.sqrt() / bias2_sqrt).add_(self.eps)
                 params[name].addcdiv_(exp_avg * step_size, denom, value=-1.0)  # params are (M, a, b)
+        self.step_count += 1
+        self._scalars.copy_(self.step_scalars(self.step_count))
 
     def state_dict(self) -> dict[str, Any]:
         return {"exp_avg": {k: v.clone() for k, v in self.exp_avg.items()},
@@ -92,3 +107,4 @@ class StackedAdam:
             self.exp_avg[name].copy_(state["exp_avg"][name])
             self.exp_avg_sq[name].copy_(state["exp_avg_sq"][name])
         self.step_count.copy_(state["step"])
+        self._scalars.copy_(self.step_scalars(self.step_count))
