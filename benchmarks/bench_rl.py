@@ -17,6 +17,10 @@ The bound: every learner's update is a fixed number of matmul FLOPs (IQL ~0.53 G
 reaches here. Every runner is built first; then ``--repeats`` rounds each time one window of every
 row in turn (the matmul, CORL and ours), and each figure is its row's best window. Interleaved,
 a slow stretch of a shared machine slows all rows of a round alike, so the ratios hold.
+
+A row's ``first_call_s`` is its build's first updates, compile or capture included. The compile
+caches go to a fresh folder (removed at the end), so it is a cold compile, as a user's first run
+sees it; ``--warm-cache`` keeps the usual cache instead.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -161,7 +167,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="about how long each timed window runs")
     parser.add_argument("--smoke-test", action="store_true", help="tiny run, no JSON")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("rl.json"))
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="use Inductor's usual compile cache (first-call times then leave out what it holds)")
     args = parser.parse_args()
+    if args.warm_cache:
+        run_bench(args, parser, cache="warm")
+        return
+    cache_dir = tempfile.mkdtemp(prefix="bench-rl-inductor-")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # read at each compile
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(cache_dir, "triton")
+    try:
+        run_bench(args, parser, cache="cold")
+    finally:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: str) -> None:
     device = args.device
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu and not torch.cuda.is_available():
@@ -250,6 +271,7 @@ def main() -> None:
         "device": device, "precision": "fp32", "torch": torch.__version__, "threads": args.threads,
         "batch_sizes": {algo: cfg.batch_size for algo, cfg in CONFIGS.items()},
         "note": "best of --repeats interleaved rounds; compare rows within one file (the machine may be shared)",
+        "compile_cache": cache,
         "matmul_256_gflops": round(gflops, 1),
         "flop_bound_policy_updates_per_s": {k: round(v, 1) for k, v in bounds.items()},
         "results": rows,
