@@ -43,6 +43,16 @@ def test_members_are_ordinary_mlps():
             torch.testing.assert_close(out[member], reference_mlp(params, "net", shape, member)(x[member]))
 
 
+def test_traced_forward_equals_eager():
+    """Under torch.compile the layers take their bias after the matmul (Dynamo-traced here)."""
+    shape = MLPShape(5, 3, 8, 2, tanh_output=True)
+    params = init_mlp("net", shape, [torch.Generator().manual_seed(0)], members_per_policy=2)
+    params["net.b0"].add_(0.5)
+    x = torch.randn(2, 6, 5)
+    traced = torch.compile(mlp_forward, backend="eager", fullgraph=True)(params, "net", shape, x)
+    torch.testing.assert_close(traced, mlp_forward(params, "net", shape, x))
+
+
 def test_a_members_init_depends_on_its_policys_seed_alone():
     shape = MLPShape(5, 2, 8, 2)
     alone = init_mlp("net", shape, [torch.Generator().manual_seed(7)], members_per_policy=2)

@@ -2,7 +2,9 @@
 
 A stacked MLP holds, per layer, a weight (M, fan_in, fan_out) and a bias (M, 1, fan_out), M the
 members. ``forward`` maps (M, B, in) to (M, B, out) with one batched matmul (``baddbmm``) per
-layer, so P policies cost one kernel per layer instead of P. Parameters live in a flat dict of
+layer, so P policies cost one kernel per layer instead of P. Under ``torch.compile`` a layer is
+``bmm`` plus the bias instead: ATen's ``baddbmm`` first copies the broadcast bias into its whole
+(M, B, out) output, where Inductor adds it in the kernel that applies the ReLU anyway. Parameters live in a flat dict of
 tensors (``"<net>.w0"``, ``"<net>.b0"``, ...) so that ``torch.func.grad`` can differentiate a pure
 loss of them and one optimiser can update them all.
 
@@ -85,10 +87,17 @@ def init_mlp(
     return params
 
 
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight + bias for (M, B, in), (M, in, out), (M, 1, out); see the module docstring."""
+    if torch.compiler.is_compiling():
+        return torch.bmm(x, weight) + bias
+    return torch.baddbmm(bias, x, weight)
+
+
 def mlp_forward(params: dict[str, torch.Tensor], name: str, shape: MLPShape, x: torch.Tensor) -> torch.Tensor:
     """(M, B, in) -> (M, B, out) through the stacked MLP ``name``."""
     for layer in range(shape.n_layers):
-        x = torch.relu(torch.baddbmm(params[f"{name}.b{layer}"], x, params[f"{name}.w{layer}"]))
+        x = torch.relu(affine(x, params[f"{name}.w{layer}"], params[f"{name}.b{layer}"]))
         if shape.layer_norm:
             x = F.layer_norm(x, (shape.hidden,), eps=LAYER_NORM_EPS)
             x = torch.addcmul(params[f"{name}.ln_shift{layer}"], x, params[f"{name}.ln_scale{layer}"])
@@ -96,7 +105,7 @@ def mlp_forward(params: dict[str, torch.Tensor], name: str, shape: MLPShape, x: 
     if shape.out_dim == 1:  # see the module docstring: the same numbers for any number of members
         x = (x * weight.transpose(1, 2)).sum(-1, keepdim=True) + bias
     else:
-        x = torch.baddbmm(bias, x, weight)
+        x = affine(x, weight, bias)
     return torch.tanh(x) if shape.tanh_output else x
 
 
