@@ -4,9 +4,9 @@ A stacked MLP holds, per layer, a weight (M, fan_in, fan_out) and a bias (M, 1, 
 members. ``forward`` maps (M, B, in) to (M, B, out) with one batched matmul (``baddbmm``) per
 layer, so P policies cost one kernel per layer instead of P. Under ``torch.compile`` a layer is
 ``bmm`` plus the bias instead: ATen's ``baddbmm`` first copies the broadcast bias into its whole
-(M, B, out) output, where Inductor adds it in the kernel that applies the ReLU anyway. Parameters live in a flat dict of
-tensors (``"<net>.w0"``, ``"<net>.b0"``, ...) so that ``torch.func.grad`` can differentiate a pure
-loss of them and one optimiser can update them all.
+(M, B, out) output, where Inductor adds it in the kernel that applies the ReLU anyway.
+Parameters live in a flat dict of tensors (``"<net>.w0"``, ``"<net>.b0"``, ...) so that
+``torch.func.grad`` can differentiate a pure loss of them and one optimiser can update them all.
 
 Each member is initialised from its own policy's generator, in a fixed order, so a member's
 weights depend on its policy's seed alone, not on which other policies share the stack. A
