@@ -219,7 +219,7 @@ def main() -> None:
         peak = {p: device_matmul_gflops(device, p, args.repeats) for p in precisions}
         peak_what = "8192^3 matmul on the GPU"
     else:
-        peak = dict.fromkeys(precisions, matmul_gflops(args.repeats))
+        peak = dict.fromkeys(precisions, matmul_gflops(args.repeats, "cpu"))
         peak_what = f"256^3 fp32 matmul, {args.threads} threads"
     for precision, gflops in peak.items():
         print(f"{peak_what}, {precision}: {gflops:.0f} GFLOP/s")
