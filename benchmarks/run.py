@@ -11,9 +11,10 @@ Runs, each in its own process so that one's threads and memory do not colour the
     bench_sweep.py    with --sweep: the 16-trial sweep, wall time against its RL stages
 
 each script's JSON also lands in its usual file (``benchmarks/rl.json`` ...; not with
-``--smoke-test``, and not ``unet.json``, whose full table has more sizes and variants), then it prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions,
-thread counts, every script's own JSON under ``details``). The machine name defaults to the CPU
-count and model (``cpu2-intel-xeon-processor``).
+``--smoke-test``, and not ``unet.json``, whose full table has more sizes and variants), then it
+prints one table and writes ``benchmarks/results-<machine>.json`` (machine, versions, thread
+counts, every script's own JSON under ``details``; a ``--smoke-test`` writes only to an explicit
+``--out``). The machine name defaults to the CPU count and model (``cpu2-intel-xeon-processor``).
 
 With a CUDA GPU (``--device auto``, the default, or ``--device cuda``) the learners, the U-Net
 (fp32 and bf16 autocast) and the reward stage run on the GPU: the learners eager and with CUDA
@@ -254,10 +255,11 @@ def main() -> None:
     info["device"] = device
     on_gpu = ["--device", "cuda"] if device == "cuda" else []
     machine = args.machine or machine_slug(info, device)
-    out = args.out or HERE / f"results-{machine}.json"
+    # A smoke run's tiny figures never replace a machine's table: it writes only to an explicit --out.
+    out = args.out or (None if smoke else HERE / f"results-{machine}.json")
     started = time.perf_counter()
     details: dict[str, Any] = {}
-    if args.merge and out.is_file():
+    if args.merge and out is not None and out.is_file():
         details = json.loads(out.read_text()).get("details", {})
     for name in filter(None, args.reuse.split(",")):
         details[name] = {**json.loads((HERE / f"{name}.json").read_text()), "reused_from": f"benchmarks/{name}.json"}
@@ -305,8 +307,11 @@ def main() -> None:
               "summary": rows, "details": details}
     from tge_ray.io import write_text
 
-    write_text(out, json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {out}")
+    if out is None:
+        print("smoke test: nothing written (--out FILE keeps its JSON)")
+    else:
+        write_text(out, json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {out}")
     sys.exit(1 if errors else 0)
 
 
