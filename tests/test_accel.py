@@ -51,3 +51,17 @@ def test_compile_model_leaves_ddp_and_eager_alone():
 def test_rl_stage_device(monkeypatch, use_gpu, has_gpu, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: has_gpu)
     assert local_device(use_gpu) == expected
+
+
+@pytest.mark.parametrize(("setting", "device", "expected"), [
+    ("false", "cpu", "eager"), ("auto", "cpu", "eager"), ("true", "cpu", "torch.compile"),
+    ("auto", "cuda", "one CUDA graph"), ("false", "cuda", "eager"),
+])
+def test_policy_stage_line_names_the_update_mode(setting, device, expected):
+    # A compiled learner's first update spends up to minutes compiling with its bar at 0: the
+    # stage line says which mode runs, so the wait is expected.
+    from tge_ray.config.loading import load_config
+    from tge_ray.pipeline.policies import _update_mode
+
+    cfg = load_config(None, [f"resources.compile={setting}"])
+    assert _update_mode(cfg, device).startswith(expected)

@@ -210,7 +210,7 @@ def policy_stage(
                                         PolicyData(request.reward, rows), *stats))
             labels = sorted({requests[i].label for i in chosen})
             say(progress, f"[6/6] policies: {learner} x{len(chosen)} ({', '.join(labels)}), "
-                          f"{cfg.rl.steps} updates each, one batch on {device}")
+                          f"{cfg.rl.steps} updates each, one batch on {device}, {_update_mode(cfg, device)}")
             return _train(learner, specs, [requests[i] for i in chosen], table, cfg, task, folders, scratch,
                           env_id, env_kwargs, ref_min, ref_max, device, progress, report,
                           {k: selections[i] for k, i in enumerate(chosen) if i in selections},
@@ -222,6 +222,18 @@ def policy_stage(
         if progress and all(a.reused for a in built):
             say(progress, f"[6/6] policies: {learner} x{len(members)} reused")
     return [a for a in artifacts if a is not None]
+
+
+def _update_mode(cfg: ExperimentConfig, device: str) -> str:
+    """How the batch's update runs, for its stage line: a compiled first update takes a while."""
+    from tge_ray.accel import learner_compile_mode
+
+    mode = learner_compile_mode(cfg.resources.compile, device)
+    if mode is None:
+        return "eager"
+    if mode == "cuda-graph":
+        return "one CUDA graph"
+    return "torch.compile (the first update compiles: up to minutes on 2 cores)"
 
 
 def _batches(requests: Sequence[PolicyRequest]) -> dict[str, list[int]]:
