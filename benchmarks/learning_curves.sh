@@ -9,6 +9,8 @@
 # rewards: IQL with `rl.seeds=3` (TGE-IQL and oracle-IQL, three seeds each, as one batch of six;
 # BC beside them), then ReBRAC (TGE only, three seeds as one batch) at batch 256, a quarter of its
 # default's cost. Evaluation: 10 episodes every 10k updates (50 on walker2d, as in the suite).
+# The learners run compiled (`resources.compile=true`): at these budgets the first update's
+# compile is paid back many times (RESULTS.md's curves were trained eager, before this).
 # A rerun reuses finished artifacts and resumes an unfinished policy batch from its checkpoint, so
 # an interrupted script is finished by running it again. Afterwards:
 #
@@ -32,7 +34,7 @@ for task in $TASKS; do
   for n in $NS; do
     common=(task.offline="tge/$task/random-v0" task.expert="tge/$task/expert-v0" task.n_expert_trajs="$n"
             rl.steps="$STEPS" rl.seeds=3 evaluation.every="$EVERY" evaluation.episodes="$episodes"
-            storage="$STORAGE")
+            resources.compile=true storage="$STORAGE")
     tge run -q "${common[@]}" name="$task-N$n-iql"
     tge run -q "${common[@]}" name="$task-N$n-rebrac" rl.backbone=rebrac 'methods=[tge]' rl.rebrac.batch_size=256
   done
