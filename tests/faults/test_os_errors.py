@@ -98,6 +98,7 @@ def refused(tiny_datasets, tmp_path_factory):
         "file": run_args(tiny_datasets, root / "a_file" / "runs"),
         "horizon": run_args(tiny_datasets, root / "horizon", f"windows.horizon={2**30}"),
         "seeds": run_args(tiny_datasets, root / "seeds", "rl.seeds=100000", "rl.iql.batch_size=4096"),
+        "billion seeds": run_args(tiny_datasets, root / "billion", f"rl.seeds={10**9}"),
         "dataset id": run_args(tiny_datasets, root / "id", "task.expert=no_version_here"),
     }
     if ro.returncode == 0:
@@ -150,6 +151,15 @@ def test_policies_that_cannot_fit_in_memory(refused):
     line = one_error_line(refused["seeds"]["stderr"])
     assert "the policies (iql x100000) stage needs about" in line and "lower rl.seeds" in line, line
     assert not (refused["root"] / "seeds").exists()
+
+
+def test_a_billion_seeds_are_refused_from_their_count(refused):
+    """The check counts the policies instead of planning each one: a request per policy would
+    itself take hundreds of GiB before the check could refuse them."""
+    assert refused["billion seeds"]["code"] == 2
+    line = one_error_line(refused["billion seeds"]["stderr"])
+    assert f"x{10**9}) stage needs about" in line and "lower rl.seeds" in line, line
+    assert not (refused["root"] / "billion").exists()
 
 
 def test_malformed_dataset_id(refused):

@@ -147,15 +147,15 @@ def learner_params(learner: str, hidden: int, layers: int, obs_dim: int, act_dim
     return trained, target
 
 
-def policy_needs(batches: Mapping[str, Sequence[Any]], n_rows: int, n_columns: int, obs_dim: int, act_dim: int,
+def policy_needs(batches: Mapping[str, tuple[Any, int]], n_rows: int, n_columns: int, obs_dim: int, act_dim: int,
                  device: str) -> list[Need]:
-    """One Need per learner batch: ``batches`` maps a learner to its policies' config objects."""
+    """One Need per learner batch: ``batches`` maps a learner to (its first policy's config, the
+    number of policies); the policies of a batch share their networks' sizes."""
     table = n_rows * (2 * obs_dim + 2 * act_dim + 1 + n_columns) * FLOAT
     needs = []
-    for learner, configs in batches.items():
-        if not configs:
+    for learner, (first, policies) in batches.items():
+        if not policies:
             continue
-        policies, first = len(configs), configs[0]
         batch, hidden, layers = first.batch_size, first.hidden, first.n_layers
         trained, target = learner_params(learner, hidden, layers, obs_dim, act_dim)
         networks = sum(copies + targets for _, _, copies, targets in NETWORKS[learner])

@@ -60,8 +60,12 @@ class PolicyRequest:
     filtered: bool = False
 
 
-def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None) -> list[PolicyRequest]:
-    """The policies of one run: ``rl.seeds`` per method, with their per-policy values."""
+def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None, seeds: int | None = None) -> list[PolicyRequest]:
+    """The policies of one run: ``rl.seeds`` per method, with their per-policy values.
+
+    ``seeds`` builds only the first that many per method (the memory check needs one: a request
+    per policy would itself exhaust memory for an ``rl.seeds`` in the billions).
+    """
     from tge_ray.config.learners import PER_POLICY_FIELDS, policy_section
 
     requests = []
@@ -71,7 +75,7 @@ def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None) -> list[Poli
         section = getattr(cfg.rl, learner)
         varying = [f for f in PER_POLICY_FIELDS.get(learner, ())
                    if isinstance(getattr(section, f), tuple) and len(set(getattr(section, f))) > 1]
-        for offset in range(cfg.rl.seeds):
+        for offset in range(cfg.rl.seeds if seeds is None else min(seeds, cfg.rl.seeds)):
             config = policy_section(section, learner, offset)
             if method.filtered(cfg.rl):
                 config = dataclasses.replace(config, lr=cfg.rl.fbc.lr)

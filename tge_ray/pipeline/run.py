@@ -181,12 +181,13 @@ def _check_memory(cfgs: list[ExperimentConfig], task: LfOTask, n_index: int) -> 
     needs = []
     if "tge" in cfg.methods and starts_local_ray(cfg):  # on a cluster the workers' memory is elsewhere
         needs += memory.stage_needs(cfg, mixed.n_transitions, len(task.demo_episode_ids), n_index, obs_dim)
-    batches: dict[str, list[Any]] = {}
+    batches: dict[str, tuple[Any, int]] = {}  # learner: (its first policy's config, policies)
     tge_runs = 0
     for run, run_cfg in enumerate(cfgs):  # the names of the reward artifacts are not known yet
         tge_runs += "tge" in run_cfg.methods
-        for request in plan(run_cfg, run, Artifact(Path(), f"rewards-of-run-{run}", reused=False)):
-            batches.setdefault(request.learner, []).append(request.config)
+        for request in plan(run_cfg, run, Artifact(Path(), f"rewards-of-run-{run}", reused=False), seeds=1):
+            first, count = batches.get(request.learner, (request.config, 0))
+            batches[request.learner] = (first, count + run_cfg.rl.seeds)
     needs += memory.policy_needs(batches, mixed.n_transitions, 2 + tge_runs, obs_dim, mixed.act_dim,
                                  local_device(cfg.resources.use_gpu))
     memory.check_fits(memory.windows_need(cfg, mixed.episode_ids, task.demo_episode_ids, obs_dim), needs)
