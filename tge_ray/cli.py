@@ -372,9 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         except BrokenPipeError:
             return _closed_pipe()
         except Exception as exc:  # an OS error or a TGEError that Ray wrapped; a bug otherwise
-            fault = faults.find_fault(exc)
-            if isinstance(fault, KeyboardInterrupt):
-                return _interrupted(fault, args)
+            interrupt = faults.interrupt_behind(exc)
+            if interrupt is not None:
+                return _interrupted(interrupt, args)
             line = faults.fault_line(exc, where=getattr(args, "where", None))
             if line is None:
                 raise

@@ -62,6 +62,19 @@ def signal_of(exc: KeyboardInterrupt) -> int:
     return int(_state["signum"] or signal.SIGINT)
 
 
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The interrupt behind ``exc``: one :func:`find_fault` digs out of it, or, when a signal has
+    fired inside :func:`signals_handled`, that signal's, whatever ``exc`` became on its way up
+    (``ray.put`` reports an :class:`Interrupted` raised inside its pickling as a ``TypeError``
+    that keeps no link to it)."""
+    fault = find_fault(exc)
+    if isinstance(fault, KeyboardInterrupt):
+        return fault
+    if _state["active"] and _state["fired"] and _state["signum"] is not None:
+        return Interrupted(_state["signum"])
+    return None
+
+
 @contextlib.contextmanager
 def signals_handled() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread inside the block; the
