@@ -70,7 +70,7 @@ def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     fault = find_fault(exc)
     if isinstance(fault, KeyboardInterrupt):
         return fault
-    if _state["active"] and _state["fired"] and _state["signum"] is not None:
+    if _state["active"] and _state["fired"]:  # the handler sets signum with fired
         return Interrupted(_state["signum"])
     return None
 
