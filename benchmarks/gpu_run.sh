@@ -63,7 +63,7 @@ run() {  # run NAME OVERRIDE...: one `tge run` in its own storage, then its outp
 
 sample_gpu >"$OUT/gpu-samples.txt" &
 SAMPLER=$!
-run eager "$@"
+run eager "$@" resources.compile=false
 run compile-auto "$@" resources.compile=auto
 kill "$SAMPLER" 2>/dev/null
 rm -rf "$STORAGE"

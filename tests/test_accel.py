@@ -7,7 +7,14 @@ import threading
 import pytest
 import torch
 
-from tge_ray.accel import compile_mode, compile_model, cuda_graphs_usable_here, local_device
+from tge_ray.accel import (
+    CPU_COMPILE_MIN_UPDATES,
+    compile_mode,
+    compile_model,
+    cuda_graphs_usable_here,
+    learner_compile_mode,
+    local_device,
+)
 
 
 def in_new_thread(fn):
@@ -20,8 +27,28 @@ def in_new_thread(fn):
 
 def test_compile_setting_on_cpu():
     assert compile_mode(False, "cpu") is None
-    assert compile_mode("auto", "cpu") is None  # auto compiles on GPUs only
+    assert compile_mode("cpu", "cpu") is None  # the U-Net stays eager on the CPU (1.06x compiled)
+    assert compile_mode("auto", "cpu") is None  # auto compiles the U-Net on GPUs only
     assert compile_mode(True, "cpu") == "default"
+
+
+@pytest.mark.parametrize(("setting", "device", "updates", "expected"), [
+    # the CPU: compiled where the compile pays for itself (the default, "cpu", and "auto")
+    ("cpu", "cpu", CPU_COMPILE_MIN_UPDATES, "default"),
+    ("cpu", "cpu", CPU_COMPILE_MIN_UPDATES - 1, None),
+    ("cpu", "cpu", None, None),
+    ("auto", "cpu", 1_000_000, "default"),
+    ("auto", "cpu", 5_000, None),
+    (True, "cpu", 10, "default"),
+    (False, "cpu", 1_000_000, None),
+    # a GPU: CUDA graphs with auto and true; the default keeps GPUs eager
+    ("cpu", "cuda", 1_000_000, None),
+    ("auto", "cuda", 10, "cuda-graph"),
+    (True, "cuda", 10, "cuda-graph"),
+    (False, "cuda", 1_000_000, None),
+])
+def test_learner_compile_mode(setting, device, updates, expected):
+    assert learner_compile_mode(setting, device, updates) == expected
 
 
 def test_cuda_graphs_belong_to_the_thread_that_took_them_first():
@@ -53,15 +80,17 @@ def test_rl_stage_device(monkeypatch, use_gpu, has_gpu, expected):
     assert local_device(use_gpu) == expected
 
 
-@pytest.mark.parametrize(("setting", "device", "expected"), [
-    ("false", "cpu", "eager"), ("auto", "cpu", "eager"), ("true", "cpu", "torch.compile"),
-    ("auto", "cuda", "one CUDA graph"), ("false", "cuda", "eager"),
+@pytest.mark.parametrize(("overrides", "device", "expected"), [
+    ([], "cpu", "torch.compile"),  # the default run's 15,000 updates repay the compile
+    (["rl.steps=2000"], "cpu", "eager"),
+    (["resources.compile=false"], "cpu", "eager"), (["resources.compile=true", "rl.steps=2000"], "cpu", "torch.compile"),
+    ([], "cuda", "eager"), (["resources.compile=auto"], "cuda", "one CUDA graph"),
 ])
-def test_policy_stage_line_names_the_update_mode(setting, device, expected):
+def test_policy_stage_line_names_the_update_mode(overrides, device, expected):
     # A compiled learner's first update spends up to minutes compiling with its bar at 0: the
     # stage line says which mode runs, so the wait is expected.
-    from tge_ray.config.loading import load_config
+    from tge_ray.config.loading import load_config, resolve_config_path
     from tge_ray.pipeline.policies import _update_mode
 
-    cfg = load_config(None, [f"resources.compile={setting}"])
+    cfg = load_config(resolve_config_path("default"), overrides)  # what `tge run` loads
     assert _update_mode(cfg, device).startswith(expected)

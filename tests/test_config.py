@@ -87,7 +87,7 @@ def test_resolved_config_round_trips(tmp_path):
         ("reward.k=two", "expected an integer"),
         ("methods=[tge,gail]", "drawn from"),
         ("nonsense", "must look like key.sub=value"),
-        ("resources.compile=fast", "resources.compile='fast' is not allowed: expected one of 'auto', true, false"),
+        ("resources.compile=fast", "resources.compile='fast' is not allowed: expected one of 'cpu', 'auto', true, false"),
         ("rl.rebrac.bc_sharpness=-1", "rl.rebrac.bc_sharpness=-1.0 is not allowed: a finite number >= 0"),
     ],
 )

@@ -34,9 +34,10 @@ def compile_mode(setting: str | bool, device: torch.device | str) -> str | None:
     training step of these small networks is bound by kernel launches, which graphs remove;
     without them (another thread holds the graph state) compiled steps measured no faster, so
     ``auto`` stays eager there. ``True`` compiles everywhere (``default`` mode where graphs
-    are out), ``False`` nowhere.
+    are out), ``cpu`` and ``False`` nowhere (on the CPU one U-Net step compiled ran 1.06x
+    eager's: ``docs/notes/default-run.md``).
     """
-    if setting is False:
+    if setting is False or setting == "cpu":
         return None
     on_gpu = torch.device(device).type == "cuda"
     if on_gpu and cuda_graphs_usable_here():
@@ -66,16 +67,30 @@ def compile_model(model: Any, setting: str | bool, device: torch.device | str, w
     return torch.compile(model, mode=mode)
 
 
-def learner_compile_mode(setting: str | bool, device: torch.device | str) -> str | None:
+# The fewest updates per policy at which ``resources.compile=auto`` (or ``cpu``) compiles a learner
+# on the CPU. On a 46 to 66 GFLOP/s 2-core host the first update (the compile) took 76 s for IQL
+# and 65 s for BC, repaid after about 6,000 and 12,000 updates: the default run's 15,000 updates
+# took the policy stages from 803 s eager to 606 s compiled (docs/notes/default-run.md).
+CPU_COMPILE_MIN_UPDATES = 10_000
+
+
+def learner_compile_mode(setting: str | bool, device: torch.device | str, updates: int | None = None) -> str | None:
     """How the RL learners run their update under ``resources.compile`` (:mod:`tge_ray.rl.learner`).
 
-    ``auto``: a CUDA graph of several updates per replay on a GPU (the update is bound by kernel
-    launches there), eager on the CPU. ``True``: the same on a GPU, ``torch.compile`` on the CPU.
-    ``False``: eager everywhere. Unlike ``torch.compile``'s graphs, a captured CUDA graph is not
-    tied to the thread that captured it, so this holds inside Ray's threads too.
+    On a GPU, ``auto`` and ``true`` capture several updates as one CUDA graph per replay (the
+    update is bound by kernel launches there); ``cpu`` and ``false`` run eager. Unlike
+    ``torch.compile``'s graphs, a captured CUDA graph is not tied to the thread that captured it,
+    so this holds inside Ray's threads too.
+
+    On the CPU, ``true`` compiles with ``torch.compile``; ``auto`` and ``cpu`` compile only where
+    the compile pays for itself, at :data:`CPU_COMPILE_MIN_UPDATES` updates per policy or more
+    (``updates``; None: unknown, eager). ``false`` is eager everywhere. A compile that fails (no
+    C++ compiler) falls back to eager with a warning (:meth:`StackedLearner.run`).
     """
     if setting is False:
         return None
     if torch.device(device).type == "cuda":
-        return "cuda-graph"
-    return "default" if setting is True else None
+        return None if setting == "cpu" else "cuda-graph"
+    if setting is True:
+        return "default"
+    return "default" if updates is not None and updates >= CPU_COMPILE_MIN_UPDATES else None

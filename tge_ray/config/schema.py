@@ -233,9 +233,9 @@ class ResourcesConfig:
         torch_threads: intra-op threads per process (``null``: torch's default).
         stage_cpus: CPUs each Ray Train worker, embedding actor and reward actor reserves;
             below 1 lets concurrent sweep trials' nested stages fit a small machine.
-        compile: ``torch.compile`` for the learners and a single Ray Train worker's U-Net:
-            ``auto`` only on a GPU, with CUDA graphs; ``true`` also on CPU; ``false`` eager.
-            Off by default: it has not yet run on a multi-GPU cluster.
+        compile: ``cpu``: learners compiled on the CPU at 10,000 updates per policy or more,
+            the rest eager; ``auto``: that, and CUDA graphs on a GPU; ``true``: compiled
+            everywhere; ``false``: eager. README: Update mode.
     """
 
     address: str | None = None
@@ -247,7 +247,7 @@ class ResourcesConfig:
     reward_actors: int = 1
     torch_threads: int | None = None
     stage_cpus: float = 1.0
-    compile: Literal["auto", True, False] = False
+    compile: Literal["cpu", "auto", True, False] = "cpu"
 
     def __post_init__(self) -> None:
         positive("resources.stage_cpus", self.stage_cpus)

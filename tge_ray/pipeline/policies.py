@@ -232,7 +232,7 @@ def _update_mode(cfg: ExperimentConfig, device: str) -> str:
     """How the batch's update runs, for its stage line: a compiled first update takes a while."""
     from tge_ray.accel import learner_compile_mode
 
-    mode = learner_compile_mode(cfg.resources.compile, device)
+    mode = learner_compile_mode(cfg.resources.compile, device, cfg.rl.steps)
     if mode is None:
         return "eager"
     if mode == "cuda-graph":
@@ -267,7 +267,7 @@ def _train(learner: str, specs: list[Any], requests: list[PolicyRequest], table:
         learner, specs, table, problem, cfg.evaluation, env_id=env_id, env_kwargs=env_kwargs,
         ref_min=ref_min, ref_max=ref_max, checkpoint=scratch / "batch.pt", progress=progress,
         desc=f"{learner} x{len(specs)}", report=report_batch,
-        compile=learner_compile_mode(cfg.resources.compile, device),
+        compile=learner_compile_mode(cfg.resources.compile, device, cfg.rl.steps),
     )
     facts = []
     for k, (request, result, folder) in enumerate(zip(requests, results, folders)):

@@ -147,7 +147,30 @@ class StackedLearner:
         options = dict(list_mode_options(compile))
         if torch.device(self.device).type == "cpu":
             options["cpp_wrapper"] = True
-        return [torch.compile(phase, fullgraph=True, dynamic=False, options=options) for phase in phases]
+        compiled = [torch.compile(phase, fullgraph=True, dynamic=False, options=options) for phase in phases]
+        return [self._first_compiled_call(phase, program) for phase, program in enumerate(compiled)]
+
+    def _first_compiled_call(self, phase: int, program: Callable[[], dict[str, torch.Tensor]]
+                             ) -> Callable[[], dict[str, torch.Tensor]]:
+        """``program`` for ``phase``, but its first call falls back to eager when the compiler
+        fails (``BackendCompilerFailed``: no C++ compiler, missing headers). Such a failure is
+        raised before the program runs, so no state has changed; every phase then runs eager.
+        Dynamo's own errors (an op it cannot trace) are bugs and are raised."""
+
+        def first_call() -> dict[str, torch.Tensor]:
+            try:
+                metrics = program()
+            except torch._dynamo.exc.BackendCompilerFailed as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                log.warning("%s: torch.compile failed (%s); running eager. Install a C++ compiler "
+                            "(g++) to compile, or set resources.compile=false", self.name, reason)
+                self.compile = None
+                self._phases = self._make_phases(None)
+                return self._phases[phase]()
+            self._phases[phase] = program
+            return metrics
+
+        return first_call
 
     def run(self, updates: int) -> None:
         """``updates`` more updates of every policy; never waits for the device."""
