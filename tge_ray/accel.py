@@ -85,7 +85,7 @@ def learner_compile_mode(setting: str | bool, device: torch.device | str, update
     On the CPU, ``true`` compiles with ``torch.compile``; ``auto`` and ``cpu`` compile only where
     the compile pays for itself, at :data:`CPU_COMPILE_MIN_UPDATES` updates per policy or more
     (``updates``; None: unknown, eager). ``false`` is eager everywhere. A compile that fails (no
-    C++ compiler) falls back to eager with a warning (:meth:`StackedLearner.run`).
+    C++ compiler) falls back to eager with a warning (``StackedLearner._first_compiled_call``).
     """
     if setting is False:
         return None

@@ -14,7 +14,8 @@ How the update runs (``compile``):
 - a ``torch.compile`` mode (``default``, ...): each update phase is compiled whole (forward,
   ``torch.func.grad``, Adam, targets) into one program. On a CPU Inductor also writes the
   program's wrapper in C++ (``cpp_wrapper``): the Python wrapper's calls of about 40 kernels
-  and matmuls per update cost a few percent of a small learner's update.
+  and matmuls per update cost a few percent of a small learner's update. Where the compiler
+  fails (no C++ compiler), the first update warns and every phase runs eager from there.
 - ``cuda-graph``: on a GPU, a cycle of updates is captured once as a CUDA graph and replayed
   (several updates per replay); the step counter and every random number live on the device,
   so a replay never synchronises with the host.
