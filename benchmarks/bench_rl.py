@@ -20,7 +20,10 @@ a slow stretch of a shared machine slows all rows of a round alike, so the ratio
 
 A row's ``first_call_s`` is its build's first updates, compile or capture included. The compile
 caches go to a fresh folder (removed at the end), so it is a cold compile, as a user's first run
-sees it; ``--warm-cache`` keeps the usual cache instead.
+sees it; ``--warm-cache`` keeps the usual cache instead. A compiled row's
+``compile_repaid_after_updates`` is where its compile is repaid: the first call's extra seconds
+over eager's, divided by the seconds each update saves (``resources.compile=cpu`` compiles a CPU
+learner at ``tge_ray.accel.CPU_COMPILE_MIN_UPDATES`` updates or more).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tge_ray.accel import CPU_COMPILE_MIN_UPDATES
 from tge_ray.config import BCConfig, IQLConfig, ReBRACConfig
 from tge_ray.rl.buffer import Transitions
 from tge_ray.rl.learner import PolicySpec, Problem
@@ -231,6 +235,20 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
                      "first_call_s": None if first_call_s is None else round(first_call_s, 1)})
         first = "" if first_call_s is None else f"  first call {first_call_s:6.1f} s"
         print(f"  {name:<44} {rate:9.1f} updates/s  {rate * policies:10.1f} policy-updates/s{first}", flush=True)
+
+    # Where compiling pays: the updates (per policy) after which a compiled learner's first call,
+    # the compile, is repaid by its faster updates. resources.compile=cpu compiles at
+    # CPU_COMPILE_MIN_UPDATES or more.
+    for row in rows:
+        eager = next((r for r in rows if r["name"].startswith("tge_ray") and r["algo"] == row["algo"]
+                      and r["policies"] == row["policies"] and r["mode"] == "eager"), None)
+        if row["mode"] in ("eager", "") or eager is None or row["first_call_s"] is None:
+            continue
+        saved_per_update = 1 / eager["updates_per_s"] - 1 / row["updates_per_s"]
+        extra = row["first_call_s"] - eager["first_call_s"]
+        row["compile_repaid_after_updates"] = round(extra / saved_per_update) if saved_per_update > 0 else None
+        print(f"  {row['name']:<44} compile repaid after {row['compile_repaid_after_updates']} updates"
+              + ("" if on_gpu else f" (resources.compile=cpu compiles at {CPU_COMPILE_MIN_UPDATES} or more)"))
 
     bounds = {algo: gflops / flop for algo, flop in GFLOP_PER_UPDATE.items()}
 
