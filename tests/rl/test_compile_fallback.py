@@ -55,3 +55,47 @@ def test_a_failed_compile_falls_back_to_eager(tmp_path):
     assert "No working C++ compiler" in warnings[0] and "running eager" in warnings[0]
     assert "mode after the first update: None" in output
     assert "equal: True" in output
+
+
+def test_an_update_dynamo_cannot_trace_falls_back_to_eager(caplog):
+    # Another torch release may fail to trace an update: the first call warns, and the learner
+    # trains on eagerly from the unchanged state. Here an explicit graph break (which the
+    # learner's fullgraph=True refuses) stands in for such an op.
+    import logging
+
+    import numpy as np
+    import torch
+
+    from tge_ray.config import BCConfig
+    from tge_ray.rl.buffer import Transitions
+    from tge_ray.rl.learner import PolicySpec, Problem
+    from tge_ray.rl.table import PolicyData, TransitionTable
+    from tge_ray.rl.train import build_learner
+
+    rng = np.random.default_rng(0)
+    n, obs_dim, act_dim = 200, 5, 2
+    obs = rng.normal(size=(n + 1, obs_dim))
+    transitions = Transitions(obs[:-1], rng.uniform(-1, 1, (n, act_dim)), rng.uniform(size=n), obs[1:],
+                              np.zeros(n, np.float32))
+    table = TransitionTable.build(transitions, {"r": rng.uniform(size=n)}, -np.ones(act_dim), np.ones(act_dim))
+    spec = PolicySpec(BCConfig(hidden=16, batch_size=8), 3, PolicyData("r", None), *transitions.observation_stats())
+    problem = Problem(obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), 10)
+    learners = {}
+    for mode in (None, "default"):
+        learner = build_learner("bc", problem, [spec], table, compile=mode)
+        update = learner._update
+
+        def untraceable(phase, update=update):
+            torch._dynamo.graph_break()  # nothing eagerly
+            return update(phase)
+
+        learner._update = untraceable
+        learners[mode] = learner
+    with caplog.at_level(logging.WARNING, logger="tge_ray.rl.learner"):
+        for learner in learners.values():
+            learner.run(4)
+    warnings = [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert len(warnings) == 1 and "running eager. Set resources.compile=false" in warnings[0], warnings
+    eager, fallen = learners[None], learners["default"]
+    assert fallen.compile is None
+    assert all(torch.equal(eager.params[k], fallen.params[k]) for k in eager.params)

@@ -14,8 +14,9 @@ How the update runs (``compile``):
 - a ``torch.compile`` mode (``default``, ...): each update phase is compiled whole (forward,
   ``torch.func.grad``, Adam, targets) into one program. On a CPU Inductor also writes the
   program's wrapper in C++ (``cpp_wrapper``): the Python wrapper's calls of about 40 kernels
-  and matmuls per update cost a few percent of a small learner's update. Where the compiler
-  fails (no C++ compiler), the first update warns and every phase runs eager from there.
+  and matmuls per update cost a few percent of a small learner's update. Where compiling fails
+  (no C++ compiler, an op Dynamo cannot trace), the first update warns and every phase runs
+  eager from there.
 - ``cuda-graph``: on a GPU, a cycle of updates is captured once as a CUDA graph and replayed
   (several updates per replay); the step counter and every random number live on the device,
   so a replay never synchronises with the host.
@@ -153,18 +154,20 @@ class StackedLearner:
 
     def _first_compiled_call(self, phase: int, program: Callable[[], dict[str, torch.Tensor]]
                              ) -> Callable[[], dict[str, torch.Tensor]]:
-        """``program`` for ``phase``, but its first call falls back to eager when the compiler
-        fails (``BackendCompilerFailed``: no C++ compiler, missing headers). Such a failure is
-        raised before the program runs, so no state has changed; every phase then runs eager.
-        Dynamo's own errors (an op it cannot trace) are bugs and are raised."""
+        """``program`` for ``phase``, but its first call falls back to eager when compiling
+        fails: the compiler (``BackendCompilerFailed``: no C++ compiler, missing headers) or
+        Dynamo (an op another torch release cannot trace). Both fail before the program runs, so
+        no state has changed; every phase then runs eager, and one warning says why."""
 
         def first_call() -> dict[str, torch.Tensor]:
             try:
                 metrics = program()
-            except torch._dynamo.exc.BackendCompilerFailed as exc:
+            except torch._dynamo.exc.TorchDynamoException as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                log.warning("%s: torch.compile failed (%s); running eager. Install a C++ compiler "
-                            "(g++) to compile, or set resources.compile=false", self.name, reason)
+                fix = ("Install a C++ compiler (g++) to compile, or set resources.compile=false"
+                       if isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)
+                       else "Set resources.compile=false to skip the attempt")
+                log.warning("%s: torch.compile failed (%s); running eager. %s", self.name, reason, fix)
                 self.compile = None
                 self._phases = self._make_phases(None)
                 return self._phases[phase]()
