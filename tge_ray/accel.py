@@ -68,9 +68,8 @@ def compile_model(model: Any, setting: str | bool, device: torch.device | str, w
 
 
 # The fewest updates per policy at which ``resources.compile=auto`` (or ``cpu``) compiles a learner
-# on the CPU. On a 46 to 66 GFLOP/s 2-core host the first update (the compile) took 76 s for IQL
-# and 65 s for BC, repaid after about 6,000 and 12,000 updates: the default run's 15,000 updates
-# took the policy stages from 803 s eager to 606 s compiled (docs/notes/default-run.md).
+# on the CPU: between where the compiles are repaid, as benchmarks/bench_rl.py prints it (IQL
+# after about 7,000 updates, ReBRAC 4,000, BC 12,000; docs/notes/default-run.md).
 CPU_COMPILE_MIN_UPDATES = 10_000
 
 
@@ -85,7 +84,8 @@ def learner_compile_mode(setting: str | bool, device: torch.device | str, update
     On the CPU, ``true`` compiles with ``torch.compile``; ``auto`` and ``cpu`` compile only where
     the compile pays for itself, at :data:`CPU_COMPILE_MIN_UPDATES` updates per policy or more
     (``updates``; None: unknown, eager). ``false`` is eager everywhere. A compile that fails (no
-    C++ compiler) falls back to eager with a warning (``StackedLearner._first_compiled_call``).
+    C++ compiler, an untraceable op) falls back to eager with a warning
+    (``StackedLearner._first_compiled_call``).
     """
     if setting is False:
         return None
