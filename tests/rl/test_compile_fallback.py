@@ -18,8 +18,8 @@ import textwrap
 from pathlib import Path
 
 
-def bc_learners(modes):
-    """One BC learner per update mode in ``modes``, same data, seed and config."""
+def bc_learners(modes, n=200):
+    """One BC learner per update mode in ``modes``, same data (``n`` transitions), seed and config."""
     import numpy as np
 
     from tge_ray.config import BCConfig
@@ -29,7 +29,7 @@ def bc_learners(modes):
     from tge_ray.rl.train import build_learner
 
     rng = np.random.default_rng(0)
-    n, obs_dim, act_dim = 200, 5, 2
+    obs_dim, act_dim = 5, 2
     obs = rng.normal(size=(n + 1, obs_dim))
     transitions = Transitions(obs[:-1], rng.uniform(-1, 1, (n, act_dim)), rng.uniform(size=n), obs[1:],
                               np.zeros(n, np.float32))

@@ -149,6 +149,12 @@ class StackedLearner:
         options = dict(list_mode_options(compile))
         if torch.device(self.device).type == "cpu":
             options["cpp_wrapper"] = True
+        # The table's row count (and a filtered policy's) is the one shape that changes from one
+        # dataset to the next; left symbolic, it keeps out of the program, so Inductor's on-disk
+        # cache serves a learner of the same config on any dataset without compiling again.
+        torch._dynamo.mark_dynamic(self.view.table.data, 0)
+        if self.view.rows is not None:
+            torch._dynamo.mark_dynamic(self.view.rows, 0)
         compiled = [torch.compile(phase, fullgraph=True, dynamic=False, options=options) for phase in phases]
         return [self._first_compiled_call(phase, program) for phase, program in enumerate(compiled)]
 
