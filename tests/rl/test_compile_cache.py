@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     sys.path.insert(0, {str(Path(__file__).parent)!r})
-    from test_compile_fallback import bc_learners
+    from compiled_bc import bc_learners
     from torch._dynamo.utils import counters
 
     learner = bc_learners(["default"], n=int(sys.argv[1]))["default"]
