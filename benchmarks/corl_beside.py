@@ -53,7 +53,7 @@ from tge_ray.errors import ConfigError
 from tge_ray.pipeline.policies import eval_environment, oracle_rewards, reference_scores
 from tge_ray.pipeline.run_folder import RunFolder
 from tge_ray.rl.evaluation import evaluate_policy
-from tge_ray.rl.train import EVAL_SEED_OFFSET
+from tge_ray.rl.train import evaluation_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _corl import ReBRACSettings, corl_iql_trainer, corl_rebrac_epoch, load_corl  # noqa: E402
@@ -202,7 +202,8 @@ def main() -> None:
         history = []
         for step, policy in curve:
             result = evaluate_policy(policy, env_id, env_kwargs=env_kwargs, episodes=args.episodes,
-                                     num_envs=cfg.evaluation.num_envs, seed=seed + EVAL_SEED_OFFSET,
+                                     num_envs=cfg.evaluation.num_envs,
+                                     seed=evaluation_seed(seed, cfg.evaluation.num_envs),
                                      ref_min=ref_min, ref_max=ref_max)
             history.append([step, result.score])
             tqdm.write(f"seed {seed}, {step} updates: {result.score:.1f}", file=sys.stderr)  # a stopped run keeps its curve in the log

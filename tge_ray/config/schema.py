@@ -198,7 +198,9 @@ class EvaluationConfig:
     Attributes:
         episodes: episodes per evaluation.
         every: updates between evaluations (the last update is always evaluated).
-        num_envs: environments stepped together (one vectorised env).
+        num_envs: environments stepped together (one vectorised env) per policy; the policy of
+            seed s resets its environment i with seed 10000 + s * num_envs + i, so no two seeds
+            share an environment seed (:func:`tge_ray.rl.train.evaluation_seed`).
         max_episode_steps: cap on episode length (``null``: the environment's own).
     """
 

@@ -36,10 +36,11 @@ def train_curve(learner: str, cfg: ExperimentConfig, task: Any, transitions: Any
     from tge_ray.rl.train import train_policy
 
     env_id, env_kwargs = eval_environment(cfg, task)
-    section = getattr(cfg.rl, learner)  # a per-seed list gives this diagnostic its first value
-    section = dataclasses.replace(section, **{f.name: getattr(section, f.name)[0] for f in dataclasses.fields(section)
-                                              if isinstance(getattr(section, f.name), tuple)
-                                              and isinstance(f.default, float)})
+    from tge_ray.config.learners import policy_section
+    from tge_ray.rl.registry import learner_entry
+
+    # a per-seed list gives this diagnostic its first value
+    section = policy_section(learner_entry(learner).config_of(cfg), learner, 0)
     with tempfile.TemporaryDirectory(prefix="tge-diagnose-") as scratch:
         result = train_policy(learner, section, cfg.evaluation, transitions, steps=cfg.rl.steps, env_id=env_id,
                               env_kwargs=env_kwargs, ref_min=task.mixed.ref_min_score,

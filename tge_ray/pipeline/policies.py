@@ -67,21 +67,28 @@ def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None, seeds: int |
     per policy would itself exhaust memory for an ``rl.seeds`` in the billions).
     """
     from tge_ray.config.learners import PER_POLICY_FIELDS, policy_section
+    from tge_ray.rl.registry import learner_entry
 
     requests = []
     for name in cfg.methods:
         method = METHODS[name]
         learner = method.learner_of(cfg.rl)
-        section = getattr(cfg.rl, learner)
-        varying = [f for f in PER_POLICY_FIELDS.get(learner, ())
-                   if isinstance(getattr(section, f), tuple) and len(set(getattr(section, f))) > 1]
+        section = learner_entry(learner).config_of(cfg)  # the section the builder's config comes from
+        configs = []
         for offset in range(cfg.rl.seeds if seeds is None else min(seeds, cfg.rl.seeds)):
             config = policy_section(section, learner, offset)
             if method.filtered(cfg.rl):
                 config = dataclasses.replace(config, lr=cfg.rl.fbc.lr)
+            configs.append(config)
+        # a field varies when the section lists several values and this method's policies take them
+        # (filtered BC's lr is rl.fbc.lr whatever rl.bc.lr lists)
+        listed = [f for f in PER_POLICY_FIELDS.get(learner, ())
+                  if isinstance(getattr(section, f), tuple) and len(set(getattr(section, f))) > 1]
+        varying = [f for f in listed if not (method.filtered(cfg.rl) and f == "lr")]
+        for offset, config in enumerate(configs):
             label = method.label(cfg.rl)
             if varying:
-                label += "[" + ",".join(f"{f}={getattr(config, f):g}" for f in varying) + "]"
+                label += "[" + ",".join(f"{f}={_short(getattr(config, f))}" for f in varying) + "]"
             if method.rewards == "tge":
                 assert rewards is not None
                 reward = f"tge:{rewards.name}"
@@ -89,6 +96,12 @@ def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None, seeds: int |
                 reward = method.rewards
             requests.append(PolicyRequest(run, method, label, offset, learner, config, reward, method.filtered(cfg.rl)))
     return requests
+
+
+def _short(value: float) -> str:
+    """``value`` in a label: ``:g`` where that is exact, else every digit (1e-3 and 0.0010001 differ)."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 def oracle_rewards(task: LfOTask) -> np.ndarray:
@@ -161,7 +174,7 @@ def policy_stage(
     from tge_ray.rl.filtered import top_episodes
     from tge_ray.rl.learner import PolicySpec, Problem
     from tge_ray.rl.table import PolicyData, TransitionTable
-    from tge_ray.rl.train import action_box
+    from tge_ray.rl.train import action_box, evaluation_seed
 
     cfg = cfgs[0]
     env_id, env_kwargs = eval_environment(cfg, task)
@@ -184,17 +197,21 @@ def policy_stage(
         if request.filtered:
             rows = {"filter": "tge-episodes", "fraction": run_cfg.rl.fbc.fraction,
                     "prior_transitions": run_cfg.rl.fbc.prior * run_cfg.windows.horizon}
-        return {
+        seed = run_cfg.seed + request.offset
+        deps = {
             "format": POLICY_FORMAT,
             "learner": request.learner,
             "config": key_part(request.config),  # the object the learner consumes
             "steps": run_cfg.rl.steps,
-            "seed": run_cfg.seed + request.offset,
+            "seed": seed,
             "reward": request.reward,
             "rows": rows,
             "data": data_dependencies(run_cfg),
             "evaluation": key_part(run_cfg.evaluation),
         }
+        if seed:  # keyed from seed 1 on: seed 0's environments are those its format-2 key was evaluated in
+            deps["evaluation_seed"] = evaluation_seed(seed, run_cfg.evaluation.num_envs)
+        return deps
 
     artifacts: list[Artifact | None] = [None] * len(requests)
     for learner, members in _batches(requests).items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from tge_ray.config import BCConfig
+from tge_ray.config.learners import PER_POLICY_FIELDS
 from tge_ray.rl import losses
 from tge_ray.rl.learner import StackedLearner
 from tge_ray.rl.optim import ParamGroup, StackedAdam
@@ -27,7 +28,7 @@ class BC(StackedLearner):
     """MSE behaviour cloning."""
 
     name = "bc"
-    per_policy = ("lr",)
+    per_policy = PER_POLICY_FIELDS["bc"]
 
     def _build(self) -> None:
         cfg, problem = self.cfg, self.problem

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from tge_ray.config import IQLConfig
+from tge_ray.config.learners import PER_POLICY_FIELDS
 from tge_ray.rl import losses
 from tge_ray.rl.learner import StackedLearner, polyak_
 from tge_ray.rl.optim import ParamGroup, StackedAdam
@@ -38,7 +39,7 @@ class IQL(StackedLearner):
     """IQL; the oracle baseline is this learner on the dataset's true rewards."""
 
     name = "iql"
-    per_policy = ("lr", "beta", "expectile", "tau")
+    per_policy = PER_POLICY_FIELDS["iql"]
 
     def _build(self) -> None:
         cfg, problem = self.cfg, self.problem

@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 
 from tge_ray.config import ReBRACConfig
+from tge_ray.config.learners import PER_POLICY_FIELDS
 from tge_ray.rl import losses
 from tge_ray.rl.learner import StackedLearner, polyak_
 from tge_ray.rl.optim import ParamGroup, StackedAdam
@@ -47,7 +48,7 @@ class ReBRAC(StackedLearner):
     """ReBRAC: deterministic tanh actor, twin LayerNorm critics, BC in actor and critic."""
 
     name = "rebrac"
-    per_policy = ("actor_lr", "critic_lr", "actor_bc_coef", "critic_bc_coef", "tau")
+    per_policy = PER_POLICY_FIELDS["rebrac"]
 
     @property
     def cycle(self) -> int:  # type: ignore[override]

@@ -27,7 +27,9 @@ class LearnerEntry:
         name: the learner's name (``iql``, ``rebrac``, ``bc``).
         config_type: the dataclass of its hyper-parameters.
         section: dotted path of that dataclass in the experiment config (``rl.iql``).
-        builder: the learner class; called as ``builder(cfg, problem, policies, table, ...)``.
+        builder: the learner class; called as ``builder(problem, policies, table, compile=...)``,
+            each policy's :class:`tge_ray.rl.learner.PolicySpec` carrying its ``config_type``
+            object (the section, with this policy's per-policy values).
     """
 
     name: str

@@ -39,7 +39,15 @@ from tge_ray.rl.registry import learner_entry
 from tge_ray.rl.table import PolicyData, TransitionTable
 
 MAX_EVALS_IN_FLIGHT = 2  # beyond this, training waits for the oldest evaluation
-EVAL_SEED_OFFSET = 10_000  # a policy of seed s is evaluated in environments seeded s + 10000 + i
+EVAL_SEED_OFFSET = 10_000
+
+
+def evaluation_seed(seed: int, num_envs: int) -> int:
+    """The first environment seed of a policy of seed ``seed``: its environment i is reset with
+    ``evaluation_seed(seed, num_envs) + i``, so the environments of two seeds never share a seed.
+    (Until policy format 3 it was ``seed + 10000``: seed s + 1's environment i was seed s's
+    environment i + 1. Seed 0's environments are the same under both.)"""
+    return EVAL_SEED_OFFSET + seed * num_envs
 
 
 @dataclass
@@ -158,11 +166,13 @@ def train_batch(
     learner = build_learner(learner_name, problem, policies, table, compile)
     seeds = [spec.seed for spec in policies]
     eval_kwargs = dict(
-        episodes=eval_cfg.episodes, num_envs=eval_cfg.num_envs, seeds=[s + EVAL_SEED_OFFSET for s in seeds],
+        episodes=eval_cfg.episodes, num_envs=eval_cfg.num_envs,
+        seeds=[evaluation_seed(s, eval_cfg.num_envs) for s in seeds],
         ref_min=ref_min, ref_max=ref_max, env_kwargs=dict(env_kwargs or {}),
         max_episode_steps=eval_cfg.max_episode_steps,
     )
-    identity = {"learner": learner_name, "seeds": seeds, "total_steps": total,
+    identity = {"learner": learner_name, "seeds": seeds, "eval_seeds": eval_kwargs["seeds"],
+                "total_steps": total,
                 "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies]}
     histories: list[list[EvalResult]] = [[] for _ in policies]
     metrics: list[list[dict[str, float]]] = [[] for _ in policies]
