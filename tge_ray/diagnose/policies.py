@@ -32,13 +32,12 @@ def train_curve(learner: str, cfg: ExperimentConfig, task: Any, transitions: Any
     """Train ``learner`` (``iql``, ``rebrac``, ``bc``) for ``cfg.rl.steps`` updates on
     ``transitions``, evaluated every ``cfg.evaluation.every`` in the task's evaluation environment,
     inline (no Ray); the policy itself is not kept."""
+    from tge_ray.config.learners import policy_section
     from tge_ray.pipeline.policies import eval_environment
+    from tge_ray.rl.registry import learner_entry
     from tge_ray.rl.train import train_policy
 
     env_id, env_kwargs = eval_environment(cfg, task)
-    from tge_ray.config.learners import policy_section
-    from tge_ray.rl.registry import learner_entry
-
     # a per-seed list gives this diagnostic its first value
     section = policy_section(learner_entry(learner).config_of(cfg), learner, 0)
     with tempfile.TemporaryDirectory(prefix="tge-diagnose-") as scratch:

@@ -209,7 +209,7 @@ def policy_stage(
             "data": data_dependencies(run_cfg),
             "evaluation": key_part(run_cfg.evaluation),
         }
-        if seed:  # keyed from seed 1 on: seed 0's environments are those its format-2 key was evaluated in
+        if seed:  # from seed 1 on: seed 0 is scored where it was before the key named the environments
             deps["evaluation_seed"] = evaluation_seed(seed, run_cfg.evaluation.num_envs)
         return deps
 

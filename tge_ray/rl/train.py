@@ -45,8 +45,8 @@ EVAL_SEED_OFFSET = 10_000
 def evaluation_seed(seed: int, num_envs: int) -> int:
     """The first environment seed of a policy of seed ``seed``: its environment i is reset with
     ``evaluation_seed(seed, num_envs) + i``, so the environments of two seeds never share a seed.
-    (Until policy format 3 it was ``seed + 10000``: seed s + 1's environment i was seed s's
-    environment i + 1. Seed 0's environments are the same under both.)"""
+    (It was ``seed + 10000`` before the policy key named it: seed s + 1's environment i was
+    seed s's environment i + 1. Seed 0's environments are the same under both.)"""
     return EVAL_SEED_OFFSET + seed * num_envs
 
 
