@@ -28,8 +28,9 @@
 # RL updates, evaluated at half and at the end; ReBRAC at batch 256 (its default 1024 is 4x the
 # cost); 10 evaluation episodes, 50 on walker2d, whose expert's own return varies by 31% from
 # episode to episode (docs/notes/suite-runs.md). From STEPS=10000 on the learners run compiled
-# (`resources.compile=cpu`), 1.2 to 3.1x as many updates per second as eager on 2 cores (bench_rl), and
-# Inductor's cache compiles each learner shape once for the whole suite.
+# (`resources.compile=cpu`), 1.2 to 3.1x as many updates per second as eager on 2 cores
+# (bench_rl), and Inductor's cache compiles each learner shape once for the whole suite: a cell
+# at 10,000 costs about 1.1x one at 5000 (docs/notes/suite-budget.md).
 set -euo pipefail
 
 STORAGE=${1:-results/suite}
