@@ -74,18 +74,11 @@ def plan(cfg: ExperimentConfig, run: int, rewards: Artifact | None, seeds: int |
         method = METHODS[name]
         learner = method.learner_of(cfg.rl)
         section = learner_entry(learner).config_of(cfg)  # the section the builder's config comes from
-        configs = []
+        fixed = {"lr": cfg.rl.fbc.lr} if method.filtered(cfg.rl) else {}  # the method's own, for every seed
+        varying = [f for f in PER_POLICY_FIELDS.get(learner, ()) if f not in fixed
+                   and isinstance(getattr(section, f), tuple) and len(set(getattr(section, f))) > 1]
         for offset in range(cfg.rl.seeds if seeds is None else min(seeds, cfg.rl.seeds)):
-            config = policy_section(section, learner, offset)
-            if method.filtered(cfg.rl):
-                config = dataclasses.replace(config, lr=cfg.rl.fbc.lr)
-            configs.append(config)
-        # a field varies when the section lists several values and this method's policies take them
-        # (filtered BC's lr is rl.fbc.lr whatever rl.bc.lr lists)
-        listed = [f for f in PER_POLICY_FIELDS.get(learner, ())
-                  if isinstance(getattr(section, f), tuple) and len(set(getattr(section, f))) > 1]
-        varying = [f for f in listed if not (method.filtered(cfg.rl) and f == "lr")]
-        for offset, config in enumerate(configs):
+            config = dataclasses.replace(policy_section(section, learner, offset), **fixed)
             label = method.label(cfg.rl)
             if varying:
                 label += "[" + ",".join(f"{f}={_short(getattr(config, f))}" for f in varying) + "]"
