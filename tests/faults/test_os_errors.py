@@ -153,6 +153,23 @@ def test_policies_that_cannot_fit_in_memory(refused):
     assert not (refused["root"] / "seeds").exists()
 
 
+def test_policies_that_cannot_fit_are_refused_before_their_data_is_made(tmp_path):
+    """The smoke config's datasets missing from an empty Minari folder: 100000 seeds of its
+    TGE-IQL and oracle-IQL (one batch) are refused from Hopper's sizes before the datasets are
+    made, and nothing is written."""
+    minari_root, storage = tmp_path / "minari", tmp_path / "runs"
+    minari_root.mkdir()
+    env = {**tge_env(), "MINARI_DATASETS_PATH": str(minari_root)}
+    done = subprocess.run([sys.executable, "-m", "tge_ray.cli", "run", "-q", "smoke", "rl.seeds=100000",
+                           "rl.iql.batch_size=4096", f"storage={storage}"], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = one_error_line(done.stderr)
+    assert "the policies (iql x200000) stage needs about" in line and "lower rl.seeds" in line, line
+    assert "transition table" not in line, line  # no data yet: parameters and batches alone refuse it
+    assert list(minari_root.iterdir()) == [] and not storage.exists()
+
+
 def test_a_billion_seeds_are_refused_from_their_count(refused):
     """The check counts the policies instead of planning each one: a request per policy would
     itself take hundreds of GiB before the check could refuse them."""

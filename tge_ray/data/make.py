@@ -227,6 +227,17 @@ def _parse_id(dataset_id: str) -> tuple[str, str]:
     return task, quality
 
 
+def dataset_dims(dataset_id: str) -> tuple[int, int]:
+    """(observation, action) sizes a ``tge/<task>/<quality>-v0`` dataset will have, from its
+    task's env, without making it (the id is refused as :func:`make_dataset` would refuse it)."""
+    task = TASKS[_parse_id(dataset_id)[0]]
+    env = make_env(task.env_id, **task.env_kwargs)
+    try:
+        return gym.spaces.flatdim(env.observation_space), gym.spaces.flatdim(env.action_space)
+    finally:
+        env.close()
+
+
 def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, expert_path: str | None = None,
                  quality: str | None = None, size: int | None = None, episodes: int | None = None,
                  seed: int = 0, force: bool = False, progress: bool = True,

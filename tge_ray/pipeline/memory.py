@@ -17,9 +17,12 @@ in one line before Ray starts, not to predict its peak:
 - rewards: per actor, the k-NN index (the expert embeddings) and a batch of embeddings; on the
   driver and in the object store, D_mu's embeddings.
 - policies, per learner batch (one runs at a time): the transition table, N x (2 obs + 2 act + 1
-  + one reward column per reward), the P policies' parameters x 4 (weights, gradients, Adam's two
-  moments) plus their targets, and the activations of a batch, P x batch x hidden x layers per
-  network, ``MLP_FLOATS`` floats each. On a GPU they are checked against the GPU's free memory.
+  + one reward column per reward), the row lists when a policy of the batch samples a subset of
+  the rows (filtered BC: up to N int64 per policy), the P policies' parameters x 4 (weights,
+  gradients, Adam's two moments) plus their targets, and the activations of a batch, P x batch x
+  hidden x layers per network, ``MLP_FLOATS`` floats each. On a GPU they are checked against the
+  GPU's free memory. When a ``tge/*`` dataset is still to be made, the parts that do not depend on
+  the data are checked first, from the task's environment (``tge_ray.pipeline.run``).
 
 On the CPU, the U-Net's training and encoding estimates came within a factor of two of the peak
 resident memory one pass added (H = 32 and 128, batch 256 and 4096).
@@ -40,6 +43,7 @@ from tge_ray.config import ExperimentConfig
 from tge_ray.errors import TGEError
 
 FLOAT = 4  # bytes
+INDEX = 8  # bytes of a row index (int64)
 TRAIN_FLOATS = 32  # per channel and time step of a U-Net level, kept for the backward pass
 INFER_FLOATS = 4  # per channel and time step of an encoder level, alive during a forward pass
 MLP_FLOATS = 6  # per hidden unit of a learner's batch: forward values, their gradients, Adam's temporaries
@@ -147,20 +151,24 @@ def learner_params(learner: str, hidden: int, layers: int, obs_dim: int, act_dim
     return trained, target
 
 
-def policy_needs(batches: Mapping[str, tuple[Any, int]], n_rows: int, n_columns: int, obs_dim: int, act_dim: int,
-                 device: str) -> list[Need]:
+def policy_needs(batches: Mapping[str, tuple[Any, int, bool]], n_rows: int, n_columns: int, obs_dim: int,
+                 act_dim: int, device: str) -> list[Need]:
     """One Need per learner batch: ``batches`` maps a learner to (its first policy's config, the
-    number of policies); the policies of a batch share their networks' sizes."""
+    number of policies, whether one of them samples a subset of the rows); the policies of a
+    batch share their networks' sizes. A batch with a subset lists every policy's rows
+    (:class:`~tge_ray.rl.table.TableView`), counted as all N rows per policy."""
     table = n_rows * (2 * obs_dim + 2 * act_dim + 1 + n_columns) * FLOAT
     needs = []
-    for learner, (first, policies) in batches.items():
+    for learner, (first, policies, subset) in batches.items():
         if not policies:
             continue
         batch, hidden, layers = first.batch_size, first.hidden, first.n_layers
         trained, target = learner_params(learner, hidden, layers, obs_dim, act_dim)
         networks = sum(copies + targets for _, _, copies, targets in NETWORKS[learner])
+        listed = ((f"{policies} x row lists of up to {n_rows:,} rows", policies * n_rows * INDEX),) if subset else ()
         needs.append(Need(f"policies ({learner} x{policies})", (
             (f"transition table of {n_rows:,} rows, {n_columns} reward column(s)", table),
+            *listed,
             (f"{policies} x parameters and Adam state", policies * (4 * trained + target) * FLOAT),
             (f"{policies} x activations of {batch} transitions",
              policies * batch * (hidden * layers * networks * MLP_FLOATS + 2 * obs_dim + 2 * act_dim) * FLOAT),

@@ -36,6 +36,7 @@ from tge_ray.pipeline.policies import PolicyRequest, plan, policy_stage
 from tge_ray.pipeline.run_folder import ArtifactRef, RunRecord, write_run_folder
 from tge_ray.pipeline.session import check_address, quiet_ray_data, ray_session, starts_local_ray
 from tge_ray.pipeline.stages import (
+    datasets_to_make,
     diffusion_stage,
     embedding_stage,
     ensure_datasets,
@@ -153,6 +154,7 @@ def _prepare(cfgs: list[ExperimentConfig], progress: bool) -> _Prepared:
     horizon = cfg.windows.horizon
     # 1. data
     say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
+    _check_policies_before_data(cfgs)
     ensure_datasets(cfg, progress)
     task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos, cfg.task.download,
                       demos=cfg.task.demos)
@@ -181,16 +183,42 @@ def _check_memory(cfgs: list[ExperimentConfig], task: LfOTask, n_index: int) -> 
     needs = []
     if "tge" in cfg.methods and starts_local_ray(cfg):  # on a cluster the workers' memory is elsewhere
         needs += memory.stage_needs(cfg, mixed.n_transitions, len(task.demo_episode_ids), n_index, obs_dim)
-    batches: dict[str, tuple[Any, int]] = {}  # learner: (its first policy's config, policies)
+    batches, columns = _policy_batches(cfgs)
+    needs += memory.policy_needs(batches, mixed.n_transitions, columns, obs_dim, mixed.act_dim,
+                                 local_device(cfg.resources.use_gpu))
+    memory.check_fits(memory.windows_need(cfg, mixed.episode_ids, task.demo_episode_ids, obs_dim), needs)
+
+
+def _policy_batches(cfgs: list[ExperimentConfig]) -> tuple[dict[str, tuple[Any, int, bool]], int]:
+    """The learner batches of the policy stage, {learner: (its first policy's config, policies,
+    whether one samples a subset of the rows)}, and the reward columns of their table, counted
+    from ``rl.seeds`` without a request per policy."""
+    batches: dict[str, tuple[Any, int, bool]] = {}
     tge_runs = 0
     for run, run_cfg in enumerate(cfgs):  # the names of the reward artifacts are not known yet
         tge_runs += "tge" in run_cfg.methods
         for request in plan(run_cfg, run, Artifact(Path(), f"rewards-of-run-{run}", reused=False), seeds=1):
-            first, count = batches.get(request.learner, (request.config, 0))
-            batches[request.learner] = (first, count + run_cfg.rl.seeds)
-    needs += memory.policy_needs(batches, mixed.n_transitions, 2 + tge_runs, obs_dim, mixed.act_dim,
-                                 local_device(cfg.resources.use_gpu))
-    memory.check_fits(memory.windows_need(cfg, mixed.episode_ids, task.demo_episode_ids, obs_dim), needs)
+            first, count, subset = batches.get(request.learner, (request.config, 0, False))
+            batches[request.learner] = (first, count + run_cfg.rl.seeds, subset or request.filtered)
+    return batches, 2 + tge_runs
+
+
+def _check_policies_before_data(cfgs: list[ExperimentConfig]) -> None:
+    """When a dataset is about to be made, refuse policies that cannot fit from their env's sizes
+    first: their parameters and batches do not depend on the data, and making it takes minutes
+    and writes it into the Minari folder. The transition table is checked with the data."""
+    from tge_ray.accel import local_device
+    from tge_ray.data.make import dataset_dims
+    from tge_ray.pipeline import memory
+
+    missing = datasets_to_make(cfgs[0])
+    if not missing:
+        return
+    obs_dim, act_dim = dataset_dims(missing[0])
+    batches, columns = _policy_batches(cfgs)
+    nothing = memory.Need("windows", (), "")  # nothing is resident before the data
+    memory.check_fits(nothing, memory.policy_needs(batches, 0, columns, obs_dim, act_dim,
+                                                   local_device(cfgs[0].resources.use_gpu)))
 
 
 def _run_stages(

@@ -51,11 +51,15 @@ def note(message: str) -> None:
     print(f"      note: {message}", file=sys.stderr, flush=True)
 
 
+def datasets_to_make(cfg: ExperimentConfig) -> list[str]:
+    """The ``tge/*`` datasets of ``cfg`` that are missing and will be made (``task.make_missing``)."""
+    ids = dict.fromkeys((cfg.task.offline, cfg.task.expert))
+    return [i for i in ids if cfg.task.make_missing and i.startswith("tge/") and not is_local(i)]
+
+
 def ensure_datasets(cfg: ExperimentConfig, progress: bool) -> None:
     """Make missing ``tge/*`` datasets (when ``task.make_missing``)."""
-    for dataset_id in (cfg.task.offline, cfg.task.expert):
-        if is_local(dataset_id) or not (cfg.task.make_missing and dataset_id.startswith("tge/")):
-            continue
+    for dataset_id in datasets_to_make(cfg):
         from tge_ray.data.make import make_dataset
 
         say(progress, f"      making {dataset_id} (first use) ...")

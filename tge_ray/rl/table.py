@@ -117,11 +117,14 @@ class TableView:
             self.sizes = torch.full((len(policies),), len(table), dtype=torch.int64, device=device)
             self.offsets = None
         else:
-            lists = [np.arange(len(table)) if p.rows is None else np.asarray(p.rows, np.int64) for p in policies]
-            if any(len(rows) == 0 for rows in lists):
+            sizes = [len(table) if p.rows is None else len(p.rows) for p in policies]
+            if 0 in sizes:
                 raise ValueError("a policy has no rows to sample from")
-            self.rows = torch.from_numpy(np.concatenate(lists)).to(device)
-            self.sizes = torch.tensor([len(rows) for rows in lists], dtype=torch.int64, device=device)
+            rows = np.empty(sum(sizes), np.int64)  # filled in place: one copy of every policy's rows
+            for p, start, size in zip(policies, np.cumsum([0, *sizes[:-1]]), sizes):
+                rows[start : start + size] = np.arange(size) if p.rows is None else p.rows
+            self.rows = torch.from_numpy(rows).to(device)
+            self.sizes = torch.tensor(sizes, dtype=torch.int64, device=device)
             self.offsets = torch.cumsum(self.sizes, 0) - self.sizes
         mean = np.stack([np.asarray(m, np.float32) for m, _ in obs_stats])[:, None, :]  # (P, 1, obs)
         std = np.stack([np.asarray(s, np.float32) for _, s in obs_stats])[:, None, :]
