@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -150,6 +151,24 @@ def test_interrupted_batch_resumes_to_the_same_policies(tmp_path):
         assert a.eval_history == b.eval_history
         for key, value in a.actor_state["params"].items():
             assert torch.equal(value, b.actor_state["params"][key]), key
+
+
+def test_a_complete_checkpoint_gives_its_results_without_training_again(tmp_path):
+    """A batch stopped after its final checkpoint (before its artifacts were moved into place)."""
+    specs, table, problem, eval_cfg = two_policy_batch()
+    common = dict(env_id=ENV, env_kwargs={}, progress=False, use_ray=False, **REF)
+    first = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
+    reports = []
+    again = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", report=reports.append,
+                        **common)
+    assert [r.steps for r in again] == [0, 0] and reports == []  # no update, no evaluation
+    for a, b in zip(first, again):
+        assert (a.eval_history, a.metrics, a.score) == (b.eval_history, b.metrics, b.score)
+        for key, value in a.actor_state["params"].items():
+            assert torch.equal(value, b.actor_state["params"][key]), key
+    other = [dataclasses.replace(spec, config=IQLConfig(hidden=16, batch_size=16, beta=1.0)) for spec in specs]
+    retrained = train_batch("iql", other, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
+    assert [r.steps for r in retrained] == [30, 30]  # other hyper-parameters: not those policies
 
 
 def test_a_batch_stopped_with_an_evaluation_in_flight_runs_it_again_on_resume(ray_session, tmp_path, monkeypatch):

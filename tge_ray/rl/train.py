@@ -14,7 +14,9 @@ evaluated, the rest gathered, and the checkpoint marked complete.
 The checkpoint (written atomically) holds the learner, every policy's evaluation history and
 metrics; an unfinished one with the same policies is resumed from, so a preempted batch
 continues where its last evaluation left it and ends with the same weights as an uninterrupted
-one. :func:`train_policy` is the one-policy form, for diagnostics and tests.
+one. A complete one gives its results without an update or an evaluation (a batch stopped after
+its last checkpoint, before its artifacts were moved into place). :func:`train_policy` is the
+one-policy form, for diagnostics and tests.
 """
 
 from __future__ import annotations
@@ -172,14 +174,14 @@ def train_batch(
         max_episode_steps=eval_cfg.max_episode_steps,
     )
     identity = {"learner": learner_name, "seeds": seeds, "eval_seeds": eval_kwargs["seeds"],
-                "total_steps": total,
+                "total_steps": total, "configs": [dataclasses.asdict(spec.config) for spec in policies],
                 "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies]}
     histories: list[list[EvalResult]] = [[] for _ in policies]
     metrics: list[list[dict[str, float]]] = [[] for _ in policies]
     unfinished: list[dict[str, Any]] = []  # evaluations in flight when the checkpoint was written
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location=learner.device, weights_only=False)
-        if not saved.get("complete", True) and saved.get("identity") == identity:
+        if saved.get("identity") == identity:  # unfinished: resumed; complete: its results, no update
             learner.load_state_dict(saved["learner"])
             histories = [[EvalResult(**{**r, "returns": tuple(r["returns"]), "lengths": tuple(r["lengths"])})
                           for r in policy] for policy in saved["eval_history"]]
