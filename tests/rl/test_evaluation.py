@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import subprocess
 import sys
 
@@ -158,6 +159,7 @@ def test_a_complete_checkpoint_gives_its_results_without_training_again(tmp_path
     specs, table, problem, eval_cfg = two_policy_batch()
     common = dict(env_id=ENV, env_kwargs={}, progress=False, use_ray=False, **REF)
     first = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
+    mtime = (tmp_path / "a.pt").stat().st_mtime_ns
     reports = []
     again = train_batch("iql", specs, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", report=reports.append,
                         **common)
@@ -166,9 +168,15 @@ def test_a_complete_checkpoint_gives_its_results_without_training_again(tmp_path
         assert (a.eval_history, a.metrics, a.score) == (b.eval_history, b.metrics, b.score)
         for key, value in a.actor_state["params"].items():
             assert torch.equal(value, b.actor_state["params"][key]), key
+    assert (tmp_path / "a.pt").stat().st_mtime_ns == mtime  # nothing to write again
+    # not those policies: other hyper-parameters, rewards or evaluations
     other = [dataclasses.replace(spec, config=IQLConfig(hidden=16, batch_size=16, beta=1.0)) for spec in specs]
-    retrained = train_batch("iql", other, table, problem, eval_cfg, checkpoint=tmp_path / "a.pt", **common)
-    assert [r.steps for r in retrained] == [30, 30]  # other hyper-parameters: not those policies
+    transitions = random_hopper_transitions()
+    rewards = TransitionTable.build(transitions, {"r": transitions.rewards + 1}, -np.ones(3), np.ones(3))
+    for case in ((other, table, eval_cfg), (specs, rewards, eval_cfg), (specs, table, dataclasses.replace(eval_cfg, every=15))):
+        shutil.copy(tmp_path / "a.pt", tmp_path / "b.pt")
+        retrained = train_batch("iql", case[0], case[1], problem, case[2], checkpoint=tmp_path / "b.pt", **common)
+        assert [r.steps for r in retrained] == [30, 30]
 
 
 def test_a_batch_stopped_with_an_evaluation_in_flight_runs_it_again_on_resume(ray_session, tmp_path, monkeypatch):

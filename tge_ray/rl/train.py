@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,12 @@ def _rows_digest(rows: np.ndarray | None) -> str | None:
     return None if rows is None else hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()[:16]
 
 
+def _table_digest(table: TransitionTable) -> tuple[str, tuple[str, ...]]:
+    """The table's contents (every row and column) and its reward columns' names."""
+    data = np.ascontiguousarray(table.data.detach().cpu().numpy())
+    return hashlib.sha256(data.data).hexdigest()[:16], tuple(table.reward_names)
+
+
 def _ray_running() -> bool:
     try:
         import ray
@@ -173,15 +180,23 @@ def train_batch(
         ref_min=ref_min, ref_max=ref_max, env_kwargs=dict(env_kwargs or {}),
         max_episode_steps=eval_cfg.max_episode_steps,
     )
-    identity = {"learner": learner_name, "seeds": seeds, "eval_seeds": eval_kwargs["seeds"],
-                "total_steps": total, "configs": [dataclasses.asdict(spec.config) for spec in policies],
-                "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies]}
+    # everything that shapes the policies and their scores: a checkpoint is resumed, or its
+    # results returned when complete, only for the very same batch
+    identity = {"learner": learner_name, "seeds": seeds, "total_steps": total,
+                "configs": [dataclasses.asdict(spec.config) for spec in policies],
+                "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies],
+                "table": _table_digest(table),
+                "action_box": (np.asarray(problem.action_low).tolist(), np.asarray(problem.action_high).tolist()),
+                "evaluation": json.dumps({"env_id": env_id, "every": eval_every, **eval_kwargs}, sort_keys=True,
+                                         default=repr)}  # a string: env kwargs may hold arrays
     histories: list[list[EvalResult]] = [[] for _ in policies]
     metrics: list[list[dict[str, float]]] = [[] for _ in policies]
     unfinished: list[dict[str, Any]] = []  # evaluations in flight when the checkpoint was written
+    was_complete = False
     if checkpoint.exists():
         saved = torch.load(checkpoint, map_location=learner.device, weights_only=False)
         if saved.get("identity") == identity:  # unfinished: resumed; complete: its results, no update
+            was_complete = bool(saved.get("complete"))
             learner.load_state_dict(saved["learner"])
             histories = [[EvalResult(**{**r, "returns": tuple(r["returns"]), "lengths": tuple(r["lengths"])})
                           for r in policy] for policy in saved["eval_history"]]
@@ -275,7 +290,8 @@ def train_batch(
         collect(wait_for=len(pending))
     for history in histories:
         history.sort(key=lambda r: r.step)
-    save(complete=True)
+    if not was_complete:  # not written again (a batch may have stopped on a full disk right after)
+        save(complete=True)
     actors = learner.actor_state()
     from tge_ray.rl.nets import select_actor
 
