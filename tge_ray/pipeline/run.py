@@ -214,7 +214,8 @@ def _check_policies_before_data(cfgs: list[ExperimentConfig]) -> None:
     missing = datasets_to_make(cfgs[0])
     if not missing:
         return
-    obs_dim, act_dim = [dataset_dims(dataset_id) for dataset_id in missing][0]  # every id checked before any is made
+    dims = [dataset_dims(dataset_id) for dataset_id in missing]  # every id checked before any is made
+    obs_dim, act_dim = dims[0]
     batches, columns = _policy_batches(cfgs)
     nothing = memory.Need("windows", (), "")  # nothing is resident before the data
     memory.check_fits(nothing, memory.policy_needs(batches, 0, columns, obs_dim, act_dim,

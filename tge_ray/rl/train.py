@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tge_ray.config import key_part
 from tge_ray.data.envs import make_env
 from tge_ray.io import torch_save
 from tge_ray.rl.buffer import Transitions
@@ -183,11 +184,11 @@ def train_batch(
     # everything that shapes the policies and their scores: a checkpoint is resumed, or its
     # results returned when complete, only for the very same batch
     identity = {"learner": learner_name, "seeds": seeds, "total_steps": total,
-                "configs": [dataclasses.asdict(spec.config) for spec in policies],
+                "configs": [key_part(spec.config) for spec in policies],  # as the policies' artifact keys
                 "data": [(spec.data.reward, _rows_digest(spec.data.rows)) for spec in policies],
                 "table": _table_digest(table),
                 "action_box": (np.asarray(problem.action_low).tolist(), np.asarray(problem.action_high).tolist()),
-                "evaluation": json.dumps({"env_id": env_id, "every": eval_every, **eval_kwargs}, sort_keys=True,
+                "evaluation": json.dumps({"env_id": env_id, **key_part(eval_cfg), **eval_kwargs}, sort_keys=True,
                                          default=repr)}  # a string: env kwargs may hold arrays
     histories: list[list[EvalResult]] = [[] for _ in policies]
     metrics: list[list[dict[str, float]]] = [[] for _ in policies]
