@@ -207,6 +207,19 @@ def test_rl_seeds_train_as_one_batch_and_more_seeds_reuse_the_first(smoke_run, t
                       "policy-oracle-iql-seed2": False}
     assert [p["score"] for p in again.policies["tge-iql"][:2]] == [p["score"] for p in results["policies"]["tge-iql"]]
 
+    # The reports count RL seeds as seeds: the run's table gives mean ± std over its two, the
+    # folder's table over the three final policies of seed 0 (the two runs share the first two).
+    assert main(["report", str(run_dir)]) == 0
+    scores = [p["score"] for p in results["policies"]["tge-iql"]]
+    run_row = f"| tge-iql | {np.mean(scores):.2f} ± {np.std(scores):.2f} (2 seeds) |"
+    assert run_row in (run_dir / "report.md").read_text()
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "collection")]) == 0
+    (row,) = [line for line in (tmp_path / "collection" / "report.md").read_text().splitlines()
+              if line.startswith("| test/hopper/random-v0 ")]
+    for label in ("tge-iql", "oracle-iql"):
+        scores = [p["score"] for p in again.policies[label]]
+        assert f"| {np.mean(scores):.1f} ± {np.std(scores):.1f} (3) |" in row, (label, row)
+
 
 def test_per_seed_hyper_parameters_are_reported_apart(ray_session, tiny_datasets, tmp_path):
     extra = ("methods=[oracle]", "rl.steps=2", "evaluation.every=2", "rl.seeds=2", "rl.iql.beta=[1,10]")

@@ -3,7 +3,9 @@ normalised scores over seeds per experiment and method, and every run. RESULTS.m
 table is made this way.
 
 Only seeds are averaged: runs that differ in any other setting that can change a result get
-rows of their own, with a column naming what differs (:func:`experiments`)."""
+rows of their own, with a column naming what differs (:func:`experiments`). A seed is a final
+policy: a run's own seed, and each of its RL seeds (``rl.seeds``) over the same rewards, count
+once each (:func:`policy_scores`)."""
 
 from __future__ import annotations
 
@@ -152,13 +154,13 @@ def runs_table(runs: list[RunFolder]) -> Table:
     for ((dataset, n, horizon, kernel), differing), members in sorted(groups.items()):
         # A seed's score per method: runs of one seed with two backbones share bc and oracle
         # (the same artifacts), so a method counts once per seed.
-        per_method: dict[str, dict[int, float]] = {m: {} for m in methods}
+        per_method: dict[str, dict[tuple[int, int], float]] = {m: {} for m in methods}
         aucs: dict[int, float] = {}
         rhos: dict[int, float] = {}
         for run in members:
             seed = run.config.seed
-            for method, score in run.results.scores.items():
-                per_method[method][seed] = float(score)
+            for method in run.results.scores:
+                per_method[method].update(policy_scores(run, method))
             auc = run.results.separation.get("auc")
             if is_number(auc) and math.isfinite(auc):  # None or NaN where D_mu has no expert data
                 aucs[seed] = float(auc)
@@ -172,6 +174,24 @@ def runs_table(runs: list[RunFolder]) -> Table:
     return Table(header, tuple(rows))
 
 
+def policy_scores(run: RunFolder, method: str) -> dict[tuple[int, int], float]:
+    """Each final policy's normalised score of ``method`` in ``run``, keyed by (the run's seed,
+    the policy's seed), so that a method two runs of one seed share (bc and the oracle, reused by
+    the IQL and the ReBRAC run of a cell) counts once. A record older than ``rl.seeds`` lists no
+    policies: its score counts as the run seed's one policy."""
+    seed = run.config.seed
+    policies = run.results.policies.get(method) or []
+    scores = {(seed, int(policy["seed"])): float(policy["score"]) for policy in policies
+              if is_number(policy.get("seed")) and is_number(policy.get("score"))}
+    return scores or {(seed, seed): float(run.results.scores[method])}
+
+
+def _run_score(run: RunFolder, method: str) -> str:
+    """One run's score of ``method``: the score, or mean ± std (policies) over its RL seeds."""
+    scores = list(policy_scores(run, method).values())
+    return mean_std(scores) if len(scores) > 1 else f"{scores[0]:.1f}"
+
+
 def _true_rho(results: RunRecord) -> float | None:
     """The per-transition rank correlation with D_mu's true reward, where the run recorded one."""
     value = (results.true_reward_correlation or {}).get("transitions")
@@ -183,7 +203,8 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
     seeds = sorted({run.config.seed for run in runs})
     blocks: list[Block] = [Paragraph(
         f"{len(runs)} runs in {collection.path}, seeds {', '.join(map(str, seeds))}. Cells: normalised score, "
-        "mean ± std over seeds (number of seeds); AUC: the separation diagnostic of the TGE reward "
+        "mean ± std over seeds (number of seeds; a run's RL seeds, `rl.seeds`, count as seeds); AUC: the separation "
+        "diagnostic of the TGE reward "
         "(expert-flagged vs other transitions), mean over seeds; ρ true: Spearman's correlation of the "
         "TGE reward with D_mu's true reward per transition, mean over seeds (\"-\" for runs made before "
         "it was recorded)."
@@ -198,7 +219,7 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
     rows = []
     for run in runs:
         config, results = run.config, run.results
-        scores = ", ".join(f"{m} {v:.1f}" for m, v in results.scores.items())
+        scores = ", ".join(f"{m} {_run_score(run, m)}" for m in results.scores)
         auc = results.separation.get("auc")
         rows.append((run.path.name, str(config.seed), config.rl.backbone, str(config.rl.steps), scores, fmt(auc),
                      fmt(_true_rho(results))))

@@ -46,11 +46,17 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
     rows = []
     for method, score in results.scores.items():
         mean, std = results.returns[method]
-        rows.append((method, f"{score:.2f}", f"{mean:.1f} ± {std:.1f}"))
+        n_seeds = len(results.policies.get(method) or [])
+        if n_seeds > 1 and is_number(results.score_std.get(method)):  # rl.seeds: mean ± std over the RL seeds
+            score_cell = f"{score:.2f} ± {results.score_std[method]:.2f} ({n_seeds} seeds)"
+        else:
+            score_cell = f"{score:.2f}"
+        rows.append((method, score_cell, f"{mean:.1f} ± {std:.1f}"))
     blocks.append(Table(("method", "normalised score", "return (mean ± std)"), tuple(rows)))
     blocks.append(Paragraph(
         "Normalised score = 100 * (return - ref_min) / (ref_max - ref_min) with the dataset's reference "
-        "scores; returns over the evaluation episodes."
+        "scores (with several RL seeds, `rl.seeds`: the mean ± std of their final policies' scores); returns "
+        "over the evaluation episodes (of every seed)."
     ))
     histories = eval_histories(run)
     if histories:
