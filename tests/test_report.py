@@ -219,6 +219,27 @@ def test_folder_of_runs_averages_seeds_but_never_other_settings(finished_run, tm
     assert "| other settings |" in text
 
 
+def test_reward_scale_auto_keeps_the_backbones_of_a_cell_together(finished_run, tmp_path, capsys):
+    """reward.scale=auto resolves per backbone (IQL rank, ReBRAC min-max): the IQL and ReBRAC runs
+    of one cell share a row, while an IQL run with min-max rewards is another experiment."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _copy_run(finished_run, runs, "iql-s0", {"seed": 0, "reward.scale": "auto"})
+    _copy_run(finished_run, runs, "iql-s1", {"seed": 1, "reward.scale": "auto"})
+    _copy_run(finished_run, runs, "rebrac-s3", {"seed": 3, "reward.scale": "auto", "rl.backbone": "rebrac",
+                                                "methods": ["tge"]})
+    _copy_run(finished_run, runs, "iql-minmax", {"seed": 2, "reward.scale": "minmax"})
+    code, _, err = _report(capsys, runs, "--out", tmp_path / "out")
+    assert code == 0, err
+    rows = [line for line in (tmp_path / "out" / "report.md").read_text().splitlines()
+            if line.startswith("| test/hopper/random-v0 ")]
+    assert len(rows) == 2, rows
+    (minmax,) = [row for row in rows if "reward.scale[iql]=minmax" in row]
+    (auto,) = [row for row in rows if row != minmax]
+    # the copies keep the run's score labels: seeds 0, 1 and 3 in the auto row, seed 2 apart
+    assert "(3)" in auto and "(2)" not in auto and "(1)" in minmax, rows
+
+
 @pytest.mark.parametrize(
     ("same", "dropped", "label"),
     [

@@ -93,7 +93,11 @@ def _settings(run: RunFolder) -> dict[str, str]:
     artifact keys."""
     config = to_dict(run.config)
     settings = flat_config(key_part(run.config))
-    settings["reward.scale"] = json.dumps(run.config.reward_scale())  # auto as what it resolved to
+    # auto as what it resolved to, for the backbone it served: the IQL and the ReBRAC run of one cell
+    # (auto: rank and min-max) stay one experiment, while a scale other than auto's for that backbone
+    # splits the run off.
+    del settings["reward.scale"]
+    settings[f"reward.scale[{run.config.rl.backbone}]"] = json.dumps(run.config.reward_scale())
     return {key: value for key, value in settings.items()
             if not key.startswith(NOT_A_SETTING) and key not in GROUP_KEYS and _uses(key, config)}
 
