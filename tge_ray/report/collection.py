@@ -156,8 +156,7 @@ def runs_table(runs: list[RunFolder]) -> Table:
               "ρ true")
     rows = []
     for ((dataset, n, horizon, kernel), differing), members in sorted(groups.items()):
-        # A seed's score per method: runs of one seed with two backbones share bc and oracle
-        # (the same artifacts), so a method counts once per seed.
+        # Each method's final policies, keyed so that a policy two runs share counts once (policy_scores).
         per_method: dict[str, dict[tuple[int, int], float]] = {m: {} for m in methods}
         aucs: dict[int, float] = {}
         rhos: dict[int, float] = {}
