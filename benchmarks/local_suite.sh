@@ -18,7 +18,8 @@
 # with TGE-IQL and TGE-filtered BC: H = 1 against the default H = 32, and the gaussian against the
 # default log kernel.
 # LANES runs go at once (each a local Ray with torch_threads=1). QUALITIES (env) keeps only the rows
-# of those offline qualities, e.g. QUALITIES=medium; the ablations run only with random rows.
+# of those offline qualities, e.g. QUALITIES=medium; the ablations run only with random rows, and
+# ABLATIONS=no (env) leaves them out.
 # Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -60,6 +61,11 @@ rows() {  # task -> its rows, "offline-quality N" each
 
 for task in $TASKS; do rows "$task" >/dev/null; done  # an unknown task stops here, before anything runs
 QUALITIES=${QUALITIES:-random medium}
+ABLATIONS=${ABLATIONS:-yes}
+if [[ $ABLATIONS != yes && $ABLATIONS != no ]]; then
+  echo "local_suite: ABLATIONS=$ABLATIONS is neither yes nor no" >&2
+  exit 2
+fi
 wanted() {  # task -> its rows of the wanted qualities
   for row in $(rows "$1"); do
     if [[ " $QUALITIES " == *" ${row%%:*} "* ]]; then echo "$row"; fi
@@ -107,7 +113,7 @@ for seed in $SEEDS; do
   for task in $TASKS; do
     for row in $(wanted "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
   done
-  if [[ " $QUALITIES " != *" random "* ]]; then continue; fi  # the ablations are random-data rows
+  if [[ " $QUALITIES " != *" random "* || $ABLATIONS == no ]]; then continue; fi  # the ablations are random-data rows
   if [[ " $TASKS " == *" hopper "* ]]; then
     jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
   fi
