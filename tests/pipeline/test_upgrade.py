@@ -234,3 +234,20 @@ def test_a_version_2_config_moves_pool_to_the_embedding_section(tmp_path):
     assert load_config(path).embedding.pool == "max"
     with pytest.raises(ConfigError, match="config key 'diffusion.pool' is 'embedding.pool' now: rename it"):
         load_config(None, ["diffusion.pool=max"])
+
+
+@pytest.mark.parametrize("backbone, scale, resolved", [("fbc", "rank", "rank"), ("iql", "auto", "rank"),
+                                                       ("rebrac", "auto", "minmax")])
+def test_a_version_4_record_keeps_the_scale_auto_gave_it(tmp_path, backbone, scale, resolved):
+    """Up to version 4 ``reward.scale=auto`` gave filtered BC rank rewards (today min-max): such a
+    record reads as rank, so a report or a resume sees what it ran with. IQL's and ReBRAC's auto
+    did not change and stay auto."""
+    config = {"schema_version": 4, **to_dict(load_config(None, [f"rl.backbone={backbone}"]))}
+    assert config["reward"]["scale"] == "auto"
+    upgraded = upgrade_config(config)
+    assert upgraded["reward"]["scale"] == scale
+    path = tmp_path / files.CONFIG_FILE
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert load_config(path).reward_scale() == resolved
+    today = load_config(None, [f"rl.backbone={backbone}"])
+    assert today.reward_scale() == ("minmax" if backbone == "fbc" else resolved), "today's auto, unchanged by the step"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tge_ray.reward.kernels import scale_rewards
 from tge_ray.rl.buffer import Transitions
 from tge_ray.rl.filtered import otsu_count, top_episodes
 
@@ -104,3 +105,33 @@ def test_bad_cut_or_prior():
         top_episodes(REWARDS, EPISODES, "most")
     with pytest.raises(ValueError, match="prior must be >= 0"):
         top_episodes(REWARDS, EPISODES, "auto", prior=-1.0)
+
+
+def _start_state_d_mu() -> tuple[np.ndarray, np.ndarray]:
+    """Raw rewards shaped as on hopper: 3 expert episodes of 100 steps near the demo (-0.05), and
+    300 short random episodes whose reward falls off with the step, since every episode starts
+    where the demo starts."""
+    rng = np.random.default_rng(0)
+    rewards, ids = [], []
+    for e in range(3):
+        rewards.append(-0.05 + 0.01 * rng.standard_normal(100))
+        ids.append(np.full(100, e))
+    for e in range(3, 303):
+        t = np.arange(int(rng.integers(5, 40)))
+        rewards.append(-0.1 - 0.4 * (1 - np.exp(-t / 8)) + 0.02 * rng.standard_normal(t.size))
+        ids.append(np.full(t.size, e))
+    return np.concatenate(rewards), np.concatenate(ids)
+
+
+def test_the_auto_cut_is_the_raw_reward_s_under_an_affine_scale_and_not_under_rank():
+    """Why ``reward.scale=auto`` gives filtered BC min-max (docs/notes/fbc-scale.md): an episode's
+    score is affine in the rewards, so Otsu's cut on min-max or standardised rewards is the raw
+    reward's, which here keeps the 3 expert episodes; rank spreads the random episodes' rewards
+    over [0, 1] and the cut takes 137 of them as well (16% of its rows expert)."""
+    raw, ids = _start_state_d_mu()
+    cuts = {mode: top_episodes(scale_rewards(raw, mode)[0], ids, "auto", prior=8.0)
+            for mode in ("none", "minmax", "standard", "rank")}
+    for mode in ("minmax", "standard"):
+        np.testing.assert_array_equal(cuts[mode].mask, cuts["none"].mask)
+    assert cuts["none"].episodes == 3 and (ids[cuts["none"].mask] < 3).all()
+    assert cuts["rank"].episodes == 140 and (ids[cuts["rank"].mask] < 3).mean() < 0.2

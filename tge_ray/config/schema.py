@@ -166,7 +166,7 @@ class RewardConfig:
         sigma: kernel temperature (> 0).
         scale: how raw rewards are scaled before offline RL: ``rank`` (each reward's quantile among
             D_mu's), ``minmax`` to [0, 1] over D_mu, ``standard`` to mean 0 and std 1, ``none``
-            raw; ``auto``: minmax for the rebrac backbone, rank for iql and fbc.
+            raw; ``auto``: rank for the iql backbone, minmax for rebrac and fbc.
         expert_windows: which demo windows form the index Z_E: ``all`` (every step's, as
             DESIGN.md) or ``complete`` (only those wholly inside their episode: a padded window
             shows a frozen system).
@@ -374,11 +374,16 @@ class ExperimentConfig:
         self.diffusion.down_steps_for(self.windows.horizon)
 
     def reward_scale(self) -> str:
-        """``reward.scale``, with ``auto`` resolved for TGE's backbone: ``minmax`` for ReBRAC,
-        ``rank`` for IQL and filtered BC. The rewards artifact is keyed by the resolved value."""
+        """``reward.scale``, with ``auto`` resolved for TGE's backbone: ``rank`` for IQL, ``minmax``
+        for ReBRAC and filtered BC. The rewards artifact is keyed by the resolved value.
+
+        Filtered BC uses the rewards only to cut D_mu's episodes by Otsu's threshold, which looks
+        for the gap between the expert episodes' scores and the rest: an affine scale keeps that
+        gap as the raw reward has it (the cut is the raw reward's), while rank spreads D_mu's
+        rewards evenly and closes it."""
         if self.reward.scale != "auto":
             return self.reward.scale
-        return "minmax" if self.rl.backbone == "rebrac" else "rank"
+        return "rank" if self.rl.backbone == "iql" else "minmax"
 
     def run_name(self) -> str:
         """Content-built name: ``<task>__<backbone>__H<horizon>__s<seed>``."""

@@ -19,6 +19,8 @@ Version 3 -> 4 (the batched policy engine):
     - ``rl.seeds``: one RL seed per run before the option.
     - results gained ``score_std`` and ``policies`` (per-policy results); a version-3 record's
       ``scores`` are its single policy's.
+Version 4 -> 5: ``reward.scale=auto`` resolved to ``rank`` for the fbc backbone, today to
+    ``minmax``: a filtered-BC record with ``auto`` is spelled ``rank``.
 
 **Artifacts.** Since records reached version 3, a stage's artifact key is the whole config
 section the stage consumes (:func:`tge_ray.config.key_part`). Artifacts made before are keyed
@@ -36,7 +38,7 @@ from typing import Any
 
 from tge_ray.errors import ConfigError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the run record (config.yaml and results.json) this code writes."""
 
 VERSION_KEY = "schema_version"
@@ -44,6 +46,7 @@ DEMOS_BEFORE_THE_OPTION = "next"  # task.demos of a version-1 record
 PRIOR_BEFORE_THE_OPTION = 0.0  # rl.fbc.prior of a version-1 record
 BC_LR_OF_VERSION_1 = 3e-4  # rl.bc_lr's default when version 1 was written
 IQL_ACTOR_BEFORE_THE_OPTION = "gaussian"  # rl.iql.actor of a version-3 record
+FBC_AUTO_SCALE_OF_VERSION_4 = "rank"  # what reward.scale=auto gave the fbc backbone up to version 4
 
 
 def version_of(data: dict[str, Any], what: str) -> int:
@@ -109,8 +112,14 @@ def _config_3_to_4(config: dict[str, Any]) -> None:
         rl.setdefault("seeds", 1)
 
 
+def _config_4_to_5(config: dict[str, Any]) -> None:
+    reward, rl = config.get("reward"), config.get("rl")
+    if isinstance(reward, dict) and isinstance(rl, dict) and reward.get("scale") == "auto" and rl.get("backbone") == "fbc":
+        reward["scale"] = FBC_AUTO_SCALE_OF_VERSION_4
+
+
 CONFIG_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _config_1_to_2, 2: _config_2_to_3,
-                                                            3: _config_3_to_4}
+                                                            3: _config_3_to_4, 4: _config_4_to_5}
 
 
 def upgrade_config(data: dict[str, Any], what: str = "config") -> dict[str, Any]:
@@ -135,6 +144,7 @@ RESULTS_STEPS: dict[int, Callable[[dict[str, Any]], None]] = {
     1: _results_1_to_2,
     2: lambda results: None,
     3: lambda results: None,  # the record only gained keys; its config moves in _config_3_to_4
+    4: lambda results: None,  # only its config changes (_config_4_to_5)
 }
 
 
