@@ -105,9 +105,9 @@ def test_run_report(finished_run, capsys):
         assert float(row.group(2)) == pytest.approx(ret["mean"], abs=0.05)
         assert float(row.group(3)) == pytest.approx(ret["std"], abs=0.05)
         assert f"<td>{method}</td><td>{score:.2f}</td>" in html_text
-    assert f"| log | {results['separation']['auc']:.3g} |" in md_text
+    assert f"| log | {results['separation']['auc']:.3f} |" in md_text
     rho = results["true_reward_correlation"]
-    assert f"| Spearman | {rho['transitions']:.3g} | {rho['episodes']:.3g} |" in md_text
+    assert f"| Spearman | {rho['transitions']:.3f} | {rho['episodes']:.3f} |" in md_text
     assert _fenced_yaml(md_text) == {"schema_version": results["schema_version"], **results["config"]}
     assert "<details><summary>Resolved config" in html_text
     assert "episode returns not shown" not in md_text  # the datasets are local: both colourings
@@ -169,6 +169,8 @@ def test_folder_of_runs_is_one_table_over_seeds(finished_run, tmp_path, capsys):
     for method, score in results["scores"].items():
         assert f"{score:.1f} ± 0.0 (1)" in row, (method, row)
     assert row.endswith(f"| {results['separation']['auc']:.3f} | {results['true_reward_correlation']['transitions']:.3f} |")
+    (listed,) = [line for line in text.splitlines() if line.startswith(f"| {finished_run.name} ")]
+    assert listed.endswith(f"| {results['separation']['auc']:.3f} | {results['true_reward_correlation']['transitions']:.3f} |")
     assert finished_run.name in text and "data:image" not in (out / "report.html").read_text()
 
 

@@ -23,7 +23,7 @@ from tge_ray.methods import label_sort_key
 from tge_ray.pipeline.files import RESULTS_FILE
 from tge_ray.pipeline.run_folder import RunFolder, RunFolderError, RunRecord
 from tge_ray.report.document import Block, Heading, Note, Paragraph, Table
-from tge_ray.report.values import fmt, is_number
+from tge_ray.report.values import fixed, is_number
 
 
 @dataclass
@@ -224,7 +224,7 @@ def runs_blocks(collection: RunsFolder) -> tuple[str, list[Block]]:
         config, results = run.config, run.results
         scores = ", ".join(f"{m} {_run_score(run, m)}" for m in results.scores)
         auc = results.separation.get("auc")
-        rows.append((run.path.name, str(config.seed), config.rl.backbone, str(config.rl.steps), scores, fmt(auc),
-                     fmt(_true_rho(results))))
+        rows.append((run.path.name, str(config.seed), config.rl.backbone, str(config.rl.steps), scores, fixed(auc),
+                     fixed(_true_rho(results))))
     blocks.append(Table(header, tuple(rows)))
     return f"TGE runs in {collection.path.name}", blocks

@@ -10,7 +10,7 @@ from tge_ray.pipeline.files import CONFIG_FILE, RESULTS_FILE
 from tge_ray.pipeline.run_folder import RunFolder
 from tge_ray.report.document import Block, Code, Figure, Heading, Note, Paragraph, Table
 from tge_ray.report.figures import diagnostic_figures, eval_histories, plot_learning_curves
-from tge_ray.report.values import fmt, is_number
+from tge_ray.report.values import fixed, fmt, is_number
 
 
 def _summary_line(config: ExperimentConfig, task: dict[str, Any]) -> str:
@@ -73,7 +73,7 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
         header = ("kernel", "ROC AUC (expert vs other)", "mean reward expert", "mean reward other",
                   "expert transitions", "other transitions")
         keys = ("auc", "mean_expert", "mean_other", "n_expert", "n_other")
-        cells = (kernel, *(fmt(separation.get(key)) for key in keys))
+        cells = (kernel, fixed(separation.get("auc")), *(fmt(separation.get(key)) for key in keys[1:]))
         blocks.append(Table(header, (cells,)))
         blocks.append(Paragraph(
             "Raw kernel rewards, before scaling. ROC AUC 1.0: every expert transition outranks every other "
@@ -82,8 +82,8 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
         correlation = results.true_reward_correlation
         if isinstance(correlation, dict):
             blocks.append(Table(("rank correlation with D_mu's true reward", "per transition", "over episode means"),
-                                (("Spearman", fmt(correlation.get("transitions")),
-                                  fmt(correlation.get("episodes"))),)))
+                                (("Spearman", fixed(correlation.get("transitions")),
+                                  fixed(correlation.get("episodes"))),)))
             blocks.append(Paragraph(
                 "How well the TGE reward orders D_mu as the environment's own reward does (1: the same "
                 "order; 0: unrelated). A diagnostic only: the true reward never reaches TGE's learners. "
