@@ -72,8 +72,8 @@ def run_blocks(run: RunFolder, figures: Path) -> tuple[str, list[Block]]:
     if separation:
         header = ("kernel", "ROC AUC (expert vs other)", "mean reward expert", "mean reward other",
                   "expert transitions", "other transitions")
-        keys = ("auc", "mean_expert", "mean_other", "n_expert", "n_other")
-        cells = (kernel, fixed(separation.get("auc")), *(fmt(separation.get(key)) for key in keys[1:]))
+        cells = (kernel, fixed(separation.get("auc")),
+                 *(fmt(separation.get(key)) for key in ("mean_expert", "mean_other", "n_expert", "n_other")))
         blocks.append(Table(header, (cells,)))
         blocks.append(Paragraph(
             "Raw kernel rewards, before scaling. ROC AUC 1.0: every expert transition outranks every other "
