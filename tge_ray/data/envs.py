@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 from typing import Any
 
 import gymnasium as gym
 
 from tge_ray.errors import DataError
+
+mujoco_log = logging.getLogger("tge_ray.mujoco")
 
 # task -> Gymnasium id of the locomotion tasks whose experts are trained with RL (shipped in experts/).
 LOCOMOTION_ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
@@ -38,15 +41,44 @@ def ensure_registered(env_id: str) -> None:
     gym.register_envs(gymnasium_robotics)
 
 
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings to the ``tge_ray.mujoco`` logger instead of stdout and a file.
+
+    MuJoCo's default prints each warning to stdout and appends it to ``MUJOCO_LOG.TXT`` in the
+    working directory: every HalfCheetah env Gymnasium builds printed a notice that its model file
+    uses a deprecated attribute, and left that file behind in the user's folder. Here, MuJoCo's
+    deprecation notices (its text says "is deprecated": about Gymnasium's model files, nothing a
+    run can act on) go out at DEBUG; every other warning (an unstable simulation, say) at WARNING,
+    which Python prints to stderr when logging is not configured. Once per process, and only
+    where no one else has set MuJoCo's warning handler. The handler lets no exception out: one
+    raised inside it would abort the process from MuJoCo's C code.
+    """
+    try:
+        import mujoco
+    except ImportError:  # a non-MuJoCo env
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _mujoco_warning(message: str) -> None:
+    try:
+        mujoco_log.log(logging.DEBUG if "is deprecated" in message else logging.WARNING, "MuJoCo: %s", message)
+    except Exception:  # see route_mujoco_warnings
+        pass
+
+
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` after :func:`ensure_registered`."""
+    """``gym.make`` after :func:`ensure_registered` and :func:`route_mujoco_warnings`."""
     ensure_registered(env_id)
+    route_mujoco_warnings()
     return gym.make(env_id, **kwargs)
 
 
 def make_env_vec(env_id: str, num_envs: int, **kwargs: Any) -> gym.vector.VectorEnv:
-    """``gym.make_vec`` after :func:`ensure_registered`."""
+    """``gym.make_vec`` after :func:`ensure_registered` and :func:`route_mujoco_warnings`."""
     ensure_registered(env_id)
+    route_mujoco_warnings()
     return gym.make_vec(env_id, num_envs, **kwargs)
 
 
