@@ -18,8 +18,9 @@
 # with TGE-IQL and TGE-filtered BC: H = 1 against the default H = 32, and the gaussian against the
 # default log kernel.
 # LANES runs go at once (each a local Ray with torch_threads=1). QUALITIES (env) keeps only the rows
-# of those offline qualities, e.g. QUALITIES=medium; the ablations run only with random rows, and
-# ABLATIONS=no (env) leaves them out.
+# of those offline qualities, e.g. QUALITIES=medium; NS (env) only the rows of those N, e.g.
+# NS="30 200"; the ablations run only with random rows and N = 30, and ABLATIONS=no (env) leaves
+# them out. DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line, and runs nothing.
 # Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -61,14 +62,21 @@ rows() {  # task -> its rows, "offline-quality N" each
 
 for task in $TASKS; do rows "$task" >/dev/null; done  # an unknown task stops here, before anything runs
 QUALITIES=${QUALITIES:-random medium}
+NS=${NS:-0 30 200}
 ABLATIONS=${ABLATIONS:-yes}
 if [[ $ABLATIONS != yes && $ABLATIONS != no ]]; then
   echo "local_suite: ABLATIONS=$ABLATIONS is neither yes nor no" >&2
   exit 2
 fi
-wanted() {  # task -> its rows of the wanted qualities
+for n in $NS; do
+  if ! [[ $n =~ ^(0|30|200)$ ]]; then
+    echo "local_suite: NS=\"$NS\" holds $n; the suite's rows have N in 0 30 200 (e.g. NS=\"30 200\")" >&2
+    exit 2
+  fi
+done
+wanted() {  # task -> its rows of the wanted qualities and N
   for row in $(rows "$1"); do
-    if [[ " $QUALITIES " == *" ${row%%:*} "* ]]; then echo "$row"; fi
+    if [[ " $QUALITIES " == *" ${row%%:*} "* && " $NS " == *" ${row##*:} "* ]]; then echo "$row"; fi
   done
 }
 if [[ " $TASKS " == *" ant "* ]] && ! tge data experts --require ant >/dev/null; then
@@ -76,13 +84,6 @@ if [[ " $TASKS " == *" ant "* ]] && ! tge data experts --require ant >/dev/null;
   echo "local_suite: skipping the ant rows until the ant expert is shipped" >&2
   TASKS=$(echo " $TASKS " | sed 's/ ant / /; s/^ *//; s/ *$//')
 fi
-
-for task in $TASKS; do  # datasets first, once (not inside parallel runs)
-  if [[ -z $(wanted "$task") ]]; then continue; fi
-  for quality in $(wanted "$task" | cut -d: -f1 | sort -u) expert; do
-    tge data make "tge/$task/$quality-v0" -q
-  done
-done
 
 cell() {  # task quality N seed: the IQL run (tge, bc, oracle), then the ReBRAC and filtered-BC runs (tge)
   local task=$1 quality=$2 n=$3 seed=$4
@@ -113,7 +114,7 @@ for seed in $SEEDS; do
   for task in $TASKS; do
     for row in $(wanted "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
   done
-  if [[ " $QUALITIES " != *" random "* || $ABLATIONS == no ]]; then continue; fi  # the ablations are random-data rows
+  if [[ " $QUALITIES " != *" random "* || " $NS " != *" 30 "* || $ABLATIONS == no ]]; then continue; fi  # random data, N = 30
   if [[ " $TASKS " == *" hopper "* ]]; then
     jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
   fi
@@ -123,6 +124,19 @@ for seed in $SEEDS; do
            "ablation walker2d-N30-gaussian $seed $walker reward.kernel=gaussian")
   fi
 done
+if (( ${#jobs[@]} == 0 )); then
+  echo "local_suite: no rows of TASKS=\"$TASKS\" have QUALITIES=\"$QUALITIES\" and NS=\"$NS\"" >&2
+  exit 2
+fi
+if [[ ${DRY_RUN:-} == 1 ]]; then printf '%s\n' "${jobs[@]}"; exit 0; fi
+
+for task in $TASKS; do  # datasets first, once (not inside parallel runs)
+  if [[ -z $(wanted "$task") ]]; then continue; fi
+  for quality in $(wanted "$task" | cut -d: -f1 | sort -u) expert; do
+    tge data make "tge/$task/$quality-v0" -q
+  done
+done
+
 # bash functions do not see arrays through export: rebuild BUDGET in each job from the string
 printf '%s\n' "${jobs[@]}" | xargs -P "$LANES" -I{} bash -c 'BUDGET=($BUDGET_STR); {}'
 tge report "$STORAGE"

@@ -1,4 +1,5 @@
-"""The CPU benchmarks' smoke runs: each script runs end to end in seconds (tiny sizes, no JSON).
+"""The CPU benchmarks' smoke runs: each script runs end to end in seconds (tiny sizes, no JSON);
+the local suite's queue and its refusals.
 
 A speed figure is only as good as the script that prints it; these catch a benchmark that no
 longer runs (bench_unet.py's CPU path once called bench_rl's matmul probe without its device).
@@ -6,6 +7,7 @@ longer runs (bench_unet.py's CPU path once called bench_rl's matmul probe withou
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +27,38 @@ def test_benchmark_smoke_run(script, expected, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert expected in done.stdout
     assert not list(tmp_path.iterdir())  # a smoke run writes nothing
+
+
+def local_suite(tmp_path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(BENCHMARKS / "local_suite.sh"), str(tmp_path / "store"), *args],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60, env={**os.environ, **env})
+
+
+def test_local_suite_picks_rows_by_quality_and_n(tmp_path):
+    done = local_suite(tmp_path, {"DRY_RUN": "1", "NS": "30 200", "QUALITIES": "random"}, "0 1", "2", "hopper halfcheetah")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "cell hopper random 200 0", "cell hopper random 30 0", "cell halfcheetah random 200 0",
+        "cell halfcheetah random 30 0",
+        "ablation hopper-N30-H1 0 windows.horizon=1", "ablation hopper-N30-gaussian 0 reward.kernel=gaussian",
+        "cell hopper random 200 1", "cell hopper random 30 1", "cell halfcheetah random 200 1",
+        "cell halfcheetah random 30 1",
+        "ablation hopper-N30-H1 1 windows.horizon=1", "ablation hopper-N30-gaussian 1 reward.kernel=gaussian",
+    ]
+    # without N = 30, no ablations (they are N = 30 rows)
+    done = local_suite(tmp_path, {"DRY_RUN": "1", "NS": "0"}, "0", "2", "hopper")
+    assert done.stdout.splitlines() == ["cell hopper random 0 0", "cell hopper medium 0 0"]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"NS": "30 50"}, 'NS="30 50" holds 50'),
+    ({"NS": "200", "QUALITIES": "medium"}, 'no rows of TASKS="hopper" have QUALITIES="medium" and NS="200"'),
+    ({"ABLATIONS": "maybe"}, "ABLATIONS=maybe is neither yes nor no"),
+    ({"STEPS": "ten"}, "STEPS=ten is not a number of RL updates"),
+])
+def test_local_suite_refuses_bad_settings_in_one_line(tmp_path, env, message):
+    done = local_suite(tmp_path, env, "0", "2", "hopper")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [done.stderr.strip()] and message in done.stderr
+    assert not list(tmp_path.iterdir())
