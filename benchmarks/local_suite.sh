@@ -68,6 +68,11 @@ if [[ $ABLATIONS != yes && $ABLATIONS != no ]]; then
   echo "local_suite: ABLATIONS=$ABLATIONS is neither yes nor no" >&2
   exit 2
 fi
+DRY_RUN=${DRY_RUN:-0}
+if [[ $DRY_RUN != 0 && $DRY_RUN != 1 ]]; then
+  echo "local_suite: DRY_RUN=$DRY_RUN is neither 1 (print the queue) nor 0 (run it)" >&2
+  exit 2
+fi
 for n in $NS; do
   if ! [[ $n =~ ^(0|30|200)$ ]]; then
     echo "local_suite: NS=\"$NS\" holds $n; the suite's rows have N in 0 30 200 (e.g. NS=\"30 200\")" >&2
@@ -128,7 +133,7 @@ if (( ${#jobs[@]} == 0 )); then
   echo "local_suite: no rows of TASKS=\"$TASKS\" have QUALITIES=\"$QUALITIES\" and NS=\"$NS\"" >&2
   exit 2
 fi
-if [[ ${DRY_RUN:-} == 1 ]]; then printf '%s\n' "${jobs[@]}"; exit 0; fi
+if [[ $DRY_RUN == 1 ]]; then printf '%s\n' "${jobs[@]}"; exit 0; fi
 
 for task in $TASKS; do  # datasets first, once (not inside parallel runs)
   if [[ -z $(wanted "$task") ]]; then continue; fi

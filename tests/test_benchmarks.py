@@ -55,6 +55,7 @@ def test_local_suite_picks_rows_by_quality_and_n(tmp_path):
     ({"NS": "30 50"}, 'NS="30 50" holds 50'),
     ({"NS": "200", "QUALITIES": "medium"}, 'no rows of TASKS="hopper" have QUALITIES="medium" and NS="200"'),
     ({"ABLATIONS": "maybe"}, "ABLATIONS=maybe is neither yes nor no"),
+    ({"DRY_RUN": "yes"}, "DRY_RUN=yes is neither 1 (print the queue) nor 0 (run it)"),
     ({"STEPS": "ten"}, "STEPS=ten is not a number of RL updates"),
 ])
 def test_local_suite_refuses_bad_settings_in_one_line(tmp_path, env, message):
