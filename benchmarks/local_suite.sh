@@ -17,10 +17,14 @@
 # embeddings and rewards). Then two ablations on hopper and on walker2d (those in TASKS), N = 30,
 # with TGE-IQL and TGE-filtered BC: H = 1 against the default H = 32, and the gaussian against the
 # default log kernel.
-# LANES runs go at once (each a local Ray with torch_threads=1). QUALITIES (env) keeps only the rows
+# LANES runs go at once, each a local Ray whose stages get nproc / LANES torch threads (at least 1):
+# two runs that each take both cores' threads time-slice them. On 2 cores, hopper medium N = 30 at
+# 10,000 updates, the script's wall over its cells: 742 s a cell at 2 lanes x 2 threads (before this
+# split), 372 s at one lane x 2, 347 s at 2 lanes x 1 (docs/notes/suite-budget.md). QUALITIES (env) keeps only the rows
 # of those offline qualities, e.g. QUALITIES=medium; NS (env) only the rows of those N, e.g.
 # NS="30 200"; the ablations run only with random rows and N = 30, and ABLATIONS=no (env) leaves
-# them out. DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line, and runs nothing.
+# them out. DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line (and on stderr the
+# overrides every run adds), and runs nothing.
 # Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
@@ -44,7 +48,13 @@ if ! [[ $STEPS =~ ^[1-9][0-9]*$ ]] || (( STEPS < 2 )); then
   echo "local_suite: STEPS=$STEPS is not a number of RL updates >= 2 (e.g. STEPS=10000)" >&2
   exit 2
 fi
-BUDGET=(rl.steps="$STEPS" evaluation.every=$((STEPS / 2)) evaluation.episodes=10 rl.rebrac.batch_size=256)
+if ! [[ $LANES =~ ^[1-9][0-9]*$ ]]; then
+  echo "local_suite: LANES=$LANES is not a number of runs at once >= 1 (e.g. 2, the default)" >&2
+  exit 2
+fi
+THREADS=$(( $(nproc) / LANES )); if (( THREADS < 1 )); then THREADS=1; fi
+BUDGET=(rl.steps="$STEPS" evaluation.every=$((STEPS / 2)) evaluation.episodes=10 rl.rebrac.batch_size=256
+        resources.torch_threads="$THREADS")
 # EXTRA: overrides added to every run, e.g. the defaults RESULTS.md's table was made with:
 #   EXTRA="reward.scale=minmax rl.iql.tau=0.005" bash benchmarks/local_suite.sh results/suite "0 1 2"
 read -r -a extra <<< "${EXTRA:-}"
@@ -134,7 +144,10 @@ if (( ${#jobs[@]} == 0 )); then
   echo "local_suite: no rows of TASKS=\"$TASKS\" have QUALITIES=\"$QUALITIES\" and NS=\"$NS\"" >&2
   exit 2
 fi
-if [[ $DRY_RUN == 1 ]]; then printf '%s\n' "${jobs[@]}"; exit 0; fi
+if [[ $DRY_RUN == 1 ]]; then
+  echo "local_suite: $LANES lane(s); every run adds: ${BUDGET[*]}" >&2
+  printf '%s\n' "${jobs[@]}"; exit 0
+fi
 
 for task in $TASKS; do  # datasets first, once (not inside parallel runs)
   if [[ -z $(wanted "$task") ]]; then continue; fi

@@ -51,6 +51,28 @@ def test_local_suite_picks_rows_by_quality_and_n(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_local_suite_splits_the_cores_between_its_lanes(tmp_path):
+    # each lane's runs get nproc / LANES torch threads, at least one; EXTRA still has the last word
+    for lanes in ("1", "2", str(4 * os.cpu_count())):
+        done = local_suite(tmp_path, {"DRY_RUN": "1", "NS": "0", "QUALITIES": "random"}, "0", lanes, "hopper")
+        assert done.returncode == 0, done.stderr
+        threads = max(1, len(os.sched_getaffinity(0)) // int(lanes))
+        assert "every run adds: rl.steps=5000 " in done.stderr
+        assert done.stderr.split()[-1] == f"resources.torch_threads={threads}", done.stderr
+    done = local_suite(tmp_path, {"DRY_RUN": "1", "NS": "0", "QUALITIES": "random",
+                                  "EXTRA": "resources.torch_threads=3"}, "0", "2", "hopper")
+    assert done.stderr.split()[-2:] == ["resources.torch_threads=1", "resources.torch_threads=3"], done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("lanes", ["0", "two"])
+def test_local_suite_refuses_a_bad_lane_count_in_one_line(tmp_path, lanes):
+    done = local_suite(tmp_path, {}, "0", lanes, "hopper")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"local_suite: LANES={lanes} is not a number of runs at once >= 1 (e.g. 2, the default)"
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"NS": "30 50"}, 'NS="30 50" holds 50'),
     ({"NS": "200", "QUALITIES": "medium"}, 'no rows of TASKS="hopper" have QUALITIES="medium" and NS="200"'),
