@@ -52,7 +52,8 @@ if ! [[ $LANES =~ ^[1-9][0-9]*$ ]]; then
   echo "local_suite: LANES=$LANES is not a number of runs at once >= 1 (e.g. 2, the default)" >&2
   exit 2
 fi
-THREADS=$(( $(nproc) / LANES )); if (( THREADS < 1 )); then THREADS=1; fi
+CORES=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)  # nproc heeds CPU affinity; macOS has only getconf
+THREADS=$(( CORES / LANES )); if (( THREADS < 1 )); then THREADS=1; fi
 BUDGET=(rl.steps="$STEPS" evaluation.every=$((STEPS / 2)) evaluation.episodes=10 rl.rebrac.batch_size=256
         resources.torch_threads="$THREADS")
 # EXTRA: overrides added to every run, e.g. the defaults RESULTS.md's table was made with:
