@@ -22,8 +22,8 @@
 # 10,000 updates, the script's wall over its cells: 742 s a cell at 2 lanes x 2 threads (before this
 # split), 372 s at one lane x 2, 347 s at 2 lanes x 1 (docs/notes/suite-budget.md). QUALITIES (env) keeps only the rows
 # of those offline qualities, e.g. QUALITIES=medium; NS (env) only the rows of those N, e.g.
-# NS="30 200"; the ablations run only with random rows and N = 30, and ABLATIONS=no (env) leaves
-# them out. DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line (and on stderr the
+# NS="30 200"; the ablations run only with random rows and N = 30, ABLATIONS=no (env) leaves
+# them out and ABLATIONS=only runs nothing else (to add them to a store that has the cells). DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line (and on stderr the
 # overrides every run adds), and runs nothing.
 # Afterwards:
 #
@@ -75,8 +75,8 @@ for task in $TASKS; do rows "$task" >/dev/null; done  # an unknown task stops he
 QUALITIES=${QUALITIES:-random medium}
 NS=${NS:-0 30 200}
 ABLATIONS=${ABLATIONS:-yes}
-if [[ $ABLATIONS != yes && $ABLATIONS != no ]]; then
-  echo "local_suite: ABLATIONS=$ABLATIONS is neither yes nor no" >&2
+if [[ $ABLATIONS != yes && $ABLATIONS != no && $ABLATIONS != only ]]; then
+  echo "local_suite: ABLATIONS=$ABLATIONS is not yes, no or only" >&2
   exit 2
 fi
 DRY_RUN=${DRY_RUN:-0}
@@ -92,6 +92,10 @@ for n in $NS; do
   fi
 done
 wanted() {  # task -> its rows of the wanted qualities and N
+  if [[ $ABLATIONS == only ]]; then  # the ablations' data: random, N = 30, on the tasks that have them
+    if [[ $1 == hopper || $1 == walker2d ]]; then echo "random:30"; fi
+    return
+  fi
   for row in $(rows "$1"); do
     if [[ " $QUALITIES " == *" ${row%%:*} "* && " $NS " == *" ${row##*:} "* ]]; then echo "$row"; fi
   done
@@ -129,6 +133,7 @@ export BUDGET_STR="${BUDGET[*]}"
 jobs=()
 for seed in $SEEDS; do
   for task in $TASKS; do
+    if [[ $ABLATIONS == only ]]; then break; fi
     for row in $(wanted "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
   done
   if [[ " $QUALITIES " != *" random "* || " $NS " != *" 30 "* || $ABLATIONS == no ]]; then continue; fi  # random data, N = 30
@@ -141,6 +146,10 @@ for seed in $SEEDS; do
            "ablation walker2d-N30-gaussian $seed $walker reward.kernel=gaussian")
   fi
 done
+if (( ${#jobs[@]} == 0 )) && [[ $ABLATIONS == only ]]; then
+  echo "local_suite: ABLATIONS=only, but the ablations need hopper or walker2d in TASKS=\"$TASKS\", random in QUALITIES and 30 in NS" >&2
+  exit 2
+fi
 if (( ${#jobs[@]} == 0 )); then
   echo "local_suite: no rows of TASKS=\"$TASKS\" have QUALITIES=\"$QUALITIES\" and NS=\"$NS\"" >&2
   exit 2

@@ -48,6 +48,12 @@ def test_local_suite_picks_rows_by_quality_and_n(tmp_path):
     # without N = 30, no ablations (they are N = 30 rows)
     done = local_suite(tmp_path, {"DRY_RUN": "1", "NS": "0"}, "0", "2", "hopper")
     assert done.stdout.splitlines() == ["cell hopper random 0 0", "cell hopper medium 0 0"]
+    # ABLATIONS=only: the ablation pairs alone, for a store that has the cells already
+    done = local_suite(tmp_path, {"DRY_RUN": "1", "ABLATIONS": "only"}, "0", "2", "halfcheetah walker2d")
+    assert done.returncode == 0, done.stderr
+    walker = "task.offline=tge/walker2d/random-v0 task.expert=tge/walker2d/expert-v0 evaluation.episodes=50"
+    assert done.stdout.splitlines() == [f"ablation walker2d-N30-H1 0 {walker} windows.horizon=1",
+                                        f"ablation walker2d-N30-gaussian 0 {walker} reward.kernel=gaussian"]
     assert not list(tmp_path.iterdir())
 
 
@@ -78,7 +84,8 @@ def test_local_suite_refuses_a_bad_lane_count_in_one_line(tmp_path, lanes):
 @pytest.mark.parametrize(("env", "message"), [
     ({"NS": "30 50"}, 'NS="30 50" holds 50'),
     ({"NS": "200", "QUALITIES": "medium"}, 'no rows of TASKS="hopper" have QUALITIES="medium" and NS="200"'),
-    ({"ABLATIONS": "maybe"}, "ABLATIONS=maybe is neither yes nor no"),
+    ({"ABLATIONS": "maybe"}, "ABLATIONS=maybe is not yes, no or only"),
+    ({"ABLATIONS": "only", "NS": "0"}, "ABLATIONS=only, but the ablations need hopper or walker2d"),
     ({"DRY_RUN": "yes"}, "DRY_RUN=yes is neither 1 (print the queue) nor 0 (run it)"),
     ({"STEPS": "ten"}, "STEPS=ten is not a number of RL updates"),
 ])
