@@ -73,7 +73,6 @@ rows() {  # task -> its rows, "offline-quality N" each
 
 for task in $TASKS; do rows "$task" >/dev/null; done  # an unknown task stops here, before anything runs
 QUALITIES=${QUALITIES:-random medium}
-NS=${NS:-0 30 200}
 ABLATIONS=${ABLATIONS:-yes}
 if [[ $ABLATIONS != yes && $ABLATIONS != no && $ABLATIONS != only ]]; then
   echo "local_suite: ABLATIONS=$ABLATIONS is not yes, no or only" >&2
@@ -85,6 +84,7 @@ if [[ $DRY_RUN != 0 && $DRY_RUN != 1 ]]; then
   exit 2
 fi
 known_ns=$(for task in $TASKS; do for row in $(rows "$task"); do echo "${row##*:}"; done; done | sort -nu | xargs)
+NS=${NS:-$known_ns}  # unset: every N the TASKS have (PointMaze has no N = 200 row)
 for n in $NS; do
   if [[ " $known_ns " != *" $n "* ]]; then
     echo "local_suite: NS=\"$NS\" holds $n; the rows of TASKS=\"$TASKS\" have N in $known_ns" >&2

@@ -48,6 +48,10 @@ def test_local_suite_picks_rows_by_quality_and_n(tmp_path):
     # without N = 30, no ablations (they are N = 30 rows)
     done = local_suite(tmp_path, {"DRY_RUN": "1", "NS": "0"}, "0", "2", "hopper")
     assert done.stdout.splitlines() == ["cell hopper random 0 0", "cell hopper medium 0 0"]
+    # NS unset: every N the tasks have; PointMaze has no N = 200 row, and that is no reason to refuse
+    done = local_suite(tmp_path, {"DRY_RUN": "1"}, "0", "2", "pointmaze-medium")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["cell pointmaze-medium random 30 0", "cell pointmaze-medium random 0 0"]
     # ABLATIONS=only: the ablation pairs alone, for a store that has the cells already
     done = local_suite(tmp_path, {"DRY_RUN": "1", "ABLATIONS": "only"}, "0", "2", "halfcheetah walker2d")
     assert done.returncode == 0, done.stderr
