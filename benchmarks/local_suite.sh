@@ -22,9 +22,10 @@
 # 10,000 updates, the script's wall over its cells: 742 s a cell at 2 lanes x 2 threads (before this
 # split), 372 s at one lane x 2, 347 s at 2 lanes x 1 (docs/notes/suite-budget.md). QUALITIES (env) keeps only the rows
 # of those offline qualities, e.g. QUALITIES=medium; NS (env) only the rows of those N, e.g.
-# NS="30 200"; the ablations run only with random rows and N = 30, ABLATIONS=no (env) leaves
-# them out and ABLATIONS=only runs nothing else (to add them to a store that has the cells). DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line (and on stderr the
-# overrides every run adds), and runs nothing.
+# NS="30 200" (unset: every N the TASKS have); the ablations run only with random rows and
+# N = 30, ABLATIONS=no (env) leaves them out and ABLATIONS=only runs nothing else (to add them to a
+# store that has the cells). DRY_RUN=1 (env) prints the runs' queue, one cell or ablation a line
+# (and on stderr the overrides every run adds), and runs nothing.
 # Afterwards:
 #
 #   tge report STORAGE        # report.md / report.html: mean ± std over seeds per task and method
