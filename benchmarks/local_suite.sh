@@ -92,9 +92,18 @@ for n in $NS; do
     exit 2
   fi
 done
+ablations() {  # task seed -> its ablation jobs, one a line (random data, N = 30; none for most tasks)
+  case $1 in
+    hopper) echo "ablation hopper-N30-H1 $2 windows.horizon=1"
+            echo "ablation hopper-N30-gaussian $2 reward.kernel=gaussian" ;;
+    walker2d) local walker="task.offline=tge/walker2d/random-v0 task.expert=tge/walker2d/expert-v0 evaluation.episodes=50"
+              echo "ablation walker2d-N30-H1 $2 $walker windows.horizon=1"
+              echo "ablation walker2d-N30-gaussian $2 $walker reward.kernel=gaussian" ;;
+  esac
+}
 wanted() {  # task -> its rows of the wanted qualities and N
-  if [[ $ABLATIONS == only ]]; then  # the ablations' data: random, N = 30, on the tasks that have them
-    if [[ $1 == hopper || $1 == walker2d ]]; then echo "random:30"; fi
+  if [[ $ABLATIONS == only ]]; then  # only the ablations' data
+    if [[ -n $(ablations "$1" 0) ]]; then echo "random:30"; fi
     return
   fi
   for row in $(rows "$1"); do
@@ -133,19 +142,15 @@ export BUDGET_STR="${BUDGET[*]}"
 
 jobs=()
 for seed in $SEEDS; do
-  for task in $TASKS; do
-    if [[ $ABLATIONS == only ]]; then break; fi
-    for row in $(wanted "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
-  done
+  if [[ $ABLATIONS != only ]]; then
+    for task in $TASKS; do
+      for row in $(wanted "$task"); do jobs+=("cell $task ${row%%:*} ${row##*:} $seed"); done
+    done
+  fi
   if [[ " $QUALITIES " != *" random "* || " $NS " != *" 30 "* || $ABLATIONS == no ]]; then continue; fi  # random data, N = 30
-  if [[ " $TASKS " == *" hopper "* ]]; then
-    jobs+=("ablation hopper-N30-H1 $seed windows.horizon=1" "ablation hopper-N30-gaussian $seed reward.kernel=gaussian")
-  fi
-  if [[ " $TASKS " == *" walker2d "* ]]; then
-    walker="task.offline=tge/walker2d/random-v0 task.expert=tge/walker2d/expert-v0 evaluation.episodes=50"
-    jobs+=("ablation walker2d-N30-H1 $seed $walker windows.horizon=1"
-           "ablation walker2d-N30-gaussian $seed $walker reward.kernel=gaussian")
-  fi
+  for task in $TASKS; do
+    while read -r job; do jobs+=("$job"); done < <(ablations "$task" "$seed")
+  done
 done
 if (( ${#jobs[@]} == 0 )) && [[ $ABLATIONS == only ]]; then
   echo "local_suite: ABLATIONS=only, but the ablations need hopper or walker2d in TASKS=\"$TASKS\", random in QUALITIES and 30 in NS" >&2
