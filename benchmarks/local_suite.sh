@@ -43,7 +43,8 @@ set -euo pipefail
 STORAGE=${1:-results/suite}
 SEEDS=${2:-0}
 LANES=${3:-2}
-TASKS=${4:-hopper halfcheetah walker2d ant pointmaze-medium}
+ALL_TASKS="hopper halfcheetah walker2d ant pointmaze-medium"  # every task rows() knows
+TASKS=${4:-$ALL_TASKS}
 STEPS=${STEPS:-5000}
 if ! [[ $STEPS =~ ^[1-9][0-9]*$ ]] || (( STEPS < 2 )); then
   echo "local_suite: STEPS=$STEPS is not a number of RL updates >= 2 (e.g. STEPS=10000)" >&2
@@ -67,7 +68,7 @@ rows() {  # task -> its rows, "offline-quality N" each
     hopper|halfcheetah|walker2d) echo "random:200 random:30 random:0 medium:30 medium:0" ;;
     ant) echo "random:200 random:30 random:0" ;;
     pointmaze-medium) echo "random:30 random:0" ;;
-    *) echo "local_suite: no rows for task '$1' (known: hopper halfcheetah walker2d ant pointmaze-medium)" >&2
+    *) echo "local_suite: no rows for task '$1' (known: $ALL_TASKS)" >&2
        exit 2 ;;
   esac
 }
@@ -153,7 +154,8 @@ for seed in $SEEDS; do
   done
 done
 if (( ${#jobs[@]} == 0 )) && [[ $ABLATIONS == only ]]; then
-  echo "local_suite: ABLATIONS=only, but the ablations need hopper or walker2d in TASKS=\"$TASKS\", random in QUALITIES and 30 in NS" >&2
+  with=$(for task in $ALL_TASKS; do if [[ -n $(ablations "$task" 0) ]]; then echo "$task"; fi; done | paste -sd/ | sed 's|/| or |g')
+  echo "local_suite: ABLATIONS=only, but the ablations need $with in TASKS=\"$TASKS\", random in QUALITIES and 30 in NS" >&2
   exit 2
 fi
 if (( ${#jobs[@]} == 0 )); then
