@@ -1,4 +1,5 @@
-"""Ray Train loop (2 CPU workers, one killed mid-run), and windows it cannot take."""
+"""Ray Train loop (2 CPU workers, one killed mid-run), a stopped run resumed by a new driver, and
+windows it cannot take."""
 
 from __future__ import annotations
 
@@ -52,6 +53,38 @@ def test_ray_train_two_workers_survives_a_dead_worker(ray_session, tmp_path):
     # Ray Train's own files stay inside the run folder.
     assert any(p.name.startswith("ray_train-") for p in tmp_path.iterdir())
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_run_stopped_and_resumed_by_a_new_driver_equals_one_never_stopped(ray_session, tmp_path):
+    """One worker, 16 steps of 6 batches an epoch, checkpoints every 4. The first driver's run dies
+    at step 10 with no retries; a second driver on the same folder resumes it (Ray Train restores
+    the run from its storage folder, as a rerun of `tge run` does) and must end with the weights
+    of an uninterrupted run: the data position in the checkpoint puts the resumed worker at the
+    same batch of the same epoch."""
+    from tge_ray.data.windows import to_ray_dataset
+
+    cfg = load_config(None, [*TINY_OVERRIDES[:-2], "diffusion.steps=16", "resources.train_workers=1",
+                             "resources.use_gpu=false"])
+    windows = np.random.default_rng(1).standard_normal((96, HORIZON, OBS_DIM)).astype(np.float32)
+
+    def train(folder: str, **hooks: int) -> dict:
+        dataset = to_ray_dataset(windows, shuffle_seed=cfg.seed)
+        path = train_diffusion(cfg, dataset, OBS_DIM, tmp_path / folder, tmp_path / f"{folder}.pt", progress=False,
+                               max_failures=0, **hooks)
+        return read_checkpoint(path)
+
+    straight = train("straight")
+    with pytest.raises(Exception):  # noqa: B017 (Ray's error for a dead worker group)
+        train("stopped", _fail_at_step=10)
+    assert not (tmp_path / "stopped.pt").exists()
+    # The hook fires only in a run that did not resume: a run started over would die at step 10 again.
+    resumed = train("stopped", _fail_at_step=10)
+
+    assert resumed["step"] == straight["step"] == 16
+    assert resumed["losses"] == straight["losses"]
+    for name in ("model_state_dict", "ema_state_dict"):
+        for key, value in straight[name].items():
+            assert torch.equal(value, resumed[name][key]), f"{name}[{key}] differs after the resume"
 
 
 def test_windows_of_the_wrong_shape_fail_on_the_driver(ray_session, tmp_path):

@@ -47,6 +47,38 @@ def test_failed_build_leaves_nothing_that_loads(tmp_path):
     assert not [p for p in store.root.iterdir() if ".tmp-" in p.name]
 
 
+def test_a_resumable_build_finds_its_scratch_again_after_an_interruption(tmp_path):
+    """``resumable=True``: the build gets a scratch folder that an interrupted build leaves with its
+    files (a rerun gets the same one back) and that goes once the artifact is in place; a build
+    that fails with nothing in it to resume from leaves no scratch folder."""
+    store = ArtifactStore(str(tmp_path))
+    seen = []
+
+    def interrupted(folder, scratch):
+        seen.append(scratch)
+        (scratch / "checkpoint.bin").write_bytes(b"state")
+        raise KeyboardInterrupt
+
+    def resumed(folder, scratch):
+        seen.append(scratch)
+        (folder / "model.bin").write_bytes((scratch / "checkpoint.bin").read_bytes() + b" then the rest")
+
+    with pytest.raises(KeyboardInterrupt):
+        store.get_or_build("diffusion", {"h": 32}, interrupted, resumable=True)
+    assert seen[0].is_dir() and (seen[0] / "checkpoint.bin").is_file()
+    artifact = store.get_or_build("diffusion", {"h": 32}, resumed, resumable=True)
+    assert seen[1] == seen[0] and (artifact.path / "model.bin").read_bytes() == b"state then the rest"
+    assert not seen[0].exists()
+
+    def refused(folder, scratch):
+        (scratch / "ray_train").mkdir()  # a folder, but no file: nothing to resume from
+        raise ValueError("bad input")
+
+    with pytest.raises(ValueError):
+        store.get_or_build("diffusion", {"h": 16}, refused, resumable=True)
+    assert not list(store.root.glob(".*-scratch-*")) and not list(store.root.glob(".*.tmp-*"))
+
+
 def test_concurrent_claims_build_once(tmp_path):
     builds = []
 

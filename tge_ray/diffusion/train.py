@@ -5,9 +5,18 @@ One window's way through this module: the driver hands a Ray Dataset of standard
 streams its shard, takes DDP gradient steps (:class:`DiffusionTrainerState`), and rank 0 reports
 a checkpoint every ``diffusion.checkpoint_every`` steps. A worker that dies is replaced and the
 group resumes from the last checkpoint (``FailureConfig``); a driver that is restarted with the
-same ``out_dir`` resumes too (Ray Train V2 restores the run from its storage folder). At the end
-the driver turns the last checkpoint into one file in the format of
-:mod:`tge_ray.diffusion.checkpoint`, which the embedding stage loads the encoder from.
+same ``out_dir`` resumes too (Ray Train V2 restores the run from its storage folder), which is
+how an interrupted ``tge run`` continues its diffusion stage. At the end the driver turns the
+last checkpoint into one file in the format of :mod:`tge_ray.diffusion.checkpoint`, which the
+embedding stage loads the encoder from.
+
+A checkpoint holds the trainer (weights, EMA, Adam, the step and noise generator) and where the
+worker was in its data: the epoch and the batches of it already taken. A resumed worker reads
+that epoch again and passes over those batches without training on them, so with one worker
+(``resources.train_workers=1``, the default) a resumed run trains on the same batches as one
+never stopped and ends with the same weights. With several, each worker's shard of an epoch is
+whatever Ray Data's split hands it, and only rank 0's noise stream is saved: a resumed run
+continues from the checkpoint's weights but not bit for bit.
 """
 
 from __future__ import annotations
@@ -134,6 +143,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     # Rank 0 draws exactly what an in-process run with this seed draws; others their own stream.
     state = DiffusionTrainerState(model, cfg, seed=seed + 100_003 * rank, device=device)
     losses: list[tuple[int, float]] = []
+    epoch, taken = 0, 0  # where this worker is in its data: the epoch, and its batches taken
 
     # 3. Resume from the last checkpoint (after a worker failure or a driver restart).
     checkpoint = ray.train.get_checkpoint()
@@ -142,6 +152,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             saved = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=False)
         state.load_state_dict(saved["trainer"])
         losses = [tuple(x) for x in saved["losses"]]
+        epoch, taken = saved.get("data", (0, 0))  # an earlier version's checkpoint: the epoch's start
         if rank != 0:  # only rank 0's stream is saved; the others restart theirs by step
             state.generator.manual_seed(seed + 100_003 * rank + state.step)
     fail_at = config.get("_fail_at_step") if checkpoint is None else None  # test hook
@@ -152,14 +163,15 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
-            torch_save({"trainer": state.state_dict(), "losses": losses}, Path(folder) / STATE_FILE)
+            torch_save({"trainer": state.state_dict(), "losses": losses, "data": (epoch, taken)},
+                       Path(folder) / STATE_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
     # 4. Epochs over this worker's shard until the step budget is spent.
     shard = ray.train.get_dataset_shard("windows")
     progress = config.get("progress")
     log_every = config["log_every"]
-    epoch = 0
+    skip, taken = taken, 0  # a resumed epoch: pass over the batches the checkpoint had taken
     while state.step < cfg.steps:
         took_a_step = False
         for batch in shard.iter_torch_batches(
@@ -169,13 +181,16 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             local_shuffle_buffer_size=4 * cfg.batch_size,
             local_shuffle_seed=seed + epoch,
         ):
+            taken += 1
+            took_a_step = True
+            if taken <= skip:
+                continue
             windows = batch["window"]  # (B, H, obs_dim)
             if windows.shape[1:] != (horizon, obs_dim):
                 raise TGEError(
                     f"windows have shape {tuple(windows.shape[1:])}, expected (horizon={horizon}, obs_dim={obs_dim})"
                 )
             state.update(windows)
-            took_a_step = True
             if fail_at is not None and rank == 0 and state.step == fail_at:
                 os._exit(1)  # simulate a dead worker
             if state.step % log_every == 0 or state.step == cfg.steps:
@@ -188,7 +203,8 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
                 break
         if not took_a_step:
             raise TGEError("the windows dataset shard is empty: give the diffusion stage some windows")
-        epoch += 1
+        if state.step < cfg.steps:
+            epoch, taken, skip = epoch + 1, 0, 0
     report(with_checkpoint=True)
 
 

@@ -245,8 +245,8 @@ class ArtifactStore:
         return None
 
     def get_or_build(
-        self, stage: str, dependencies: dict[str, Any], build: Callable[[Path], dict[str, Any] | None],
-        earlier: Sequence[Earlier] = (), note: Callable[[str], None] = print,
+        self, stage: str, dependencies: dict[str, Any], build: Callable[..., dict[str, Any] | None],
+        earlier: Sequence[Earlier] = (), note: Callable[[str], None] = print, resumable: bool = False,
     ) -> Artifact:
         """Return the artifact, building it with ``build(tmp_folder)`` if it is missing.
 
@@ -254,14 +254,19 @@ class ArtifactStore:
         (metrics, sizes) that go into the manifest. Only a finished build becomes visible.
         ``earlier``: the keys an earlier version gave the same work
         (:func:`tge_ray.pipeline.upgrade.earlier_artifacts`), tried when this key is missing.
+        ``resumable``: the build is called as ``build(tmp_folder, scratch)``, ``scratch`` a folder
+        that outlives an interrupted build, for what a rerun resumes from (as in
+        :meth:`get_or_build_many`).
         """
         if earlier and self.find(stage, dependencies) is None:
             found = self.earlier(stage, earlier, note)
             if found is not None:
                 return found
-        (artifact,) = self.get_or_build_many(
-            stage, [dependencies], lambda missing, folders, scratch: [build(folders[0]) or {}], note, scratch=False
-        )
+
+        def build_one(missing: list[int], folders: list[Path], scratch: Path | None) -> list[dict[str, Any]]:
+            return [(build(folders[0], scratch) if resumable else build(folders[0])) or {}]
+
+        (artifact,) = self.get_or_build_many(stage, [dependencies], build_one, note, scratch=resumable)
         return artifact
 
     def get_or_build_many(
@@ -327,6 +332,10 @@ class ArtifactStore:
                 replace_folder(folder, self.root / names[i])
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
+        except BaseException:
+            if scratch is not None and not _holds_files(scratch, but=SCRATCH_FILE):
+                shutil.rmtree(scratch, ignore_errors=True)  # nothing in it to resume from
+            raise
         finally:
             for folder in folders:
                 shutil.rmtree(folder, ignore_errors=True)
@@ -349,6 +358,11 @@ class ArtifactStore:
     def manifest_of(self, folder: Path) -> dict[str, Any] | None:
         """A folder's manifest, or None when it is missing or does not parse."""
         return _read_manifest(folder)
+
+
+def _holds_files(folder: Path, but: str) -> bool:
+    """Whether ``folder`` holds a file, at any depth, other than its own file ``but``."""
+    return any(path.is_file() and path != folder / but for path in folder.rglob("*"))
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:

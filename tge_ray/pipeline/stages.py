@@ -27,6 +27,7 @@ from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.data.minari_io import dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask
 from tge_ray.data.windows import GATHER_CPUS, Windows, after_start, complete_windows, to_ray_dataset
+from tge_ray.errors import TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
 from tge_ray.pipeline.files import (
     ARTIFACT_FORMAT,
@@ -95,21 +96,27 @@ def diffusion_stage(
     }
     earlier = earlier_artifacts("diffusion", to_dict(cfg), data=data_dependencies(cfg))
 
-    def build(folder: Path) -> dict[str, Any]:
+    def build(folder: Path, scratch: Path) -> dict[str, Any]:
         dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
-        scratch = folder / "ray_train"  # inside the build folder: an interrupted build's is swept with it
-        scratch.mkdir()
+        # Ray Train's run folder, checkpoints included, lives in the store's resume folder for this
+        # artifact: an interrupted or crashed run leaves it, the rerun's Ray Train resumes from its
+        # last checkpoint, and the store removes it once the artifact is in place. A refusal
+        # (TGEError) leaves nothing: the same input would be refused again.
+        ray_train = scratch / "ray_train"
+        if any(ray_train.glob("*/checkpoint_*")):
+            note(f"diffusion: resuming the interrupted training from its last checkpoint (in {scratch})")
         try:
-            train_diffusion(cfg, dataset, task.mixed.obs_dim, scratch, diffusion_file(folder), progress=progress)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            train_diffusion(cfg, dataset, task.mixed.obs_dim, ray_train, diffusion_file(folder), progress=progress)
+        except TGEError:
+            shutil.rmtree(ray_train, ignore_errors=True)
+            raise
         from tge_ray.diffusion.checkpoint import read_checkpoint
 
         losses = read_checkpoint(diffusion_file(folder))["losses"]  # the loss the loop logged, by step
         write_stage_metrics(folder, ({"step": int(step), "loss": float(loss)} for step, loss in losses))
         return {"windows": len(mixed_windows)}
 
-    return store.get_or_build("diffusion", deps, build, earlier=earlier, note=note)
+    return store.get_or_build("diffusion", deps, build, earlier=earlier, note=note, resumable=True)
 
 
 def _shift_index(batch: dict[str, np.ndarray], by: int) -> dict[str, np.ndarray]:
