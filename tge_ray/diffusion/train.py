@@ -231,7 +231,7 @@ def _progress_sink():
     return ProgressSink.remote()
 
 
-def _fit_with_progress(trainer: Any, sink: Any, total: int) -> Any:
+def _fit_with_progress(trainer: Any, sink: Any, total: int, log_every: int) -> Any:
     import ray
     from tqdm.auto import tqdm
 
@@ -249,6 +249,8 @@ def _fit_with_progress(trainer: Any, sink: Any, total: int) -> Any:
         while thread.is_alive():
             thread.join(timeout=0.5)
             for step, loss in ray.get(sink.drain.remote()):
+                if bar.n == 0:  # the first step logged: a resumed run's starts past its checkpoint,
+                    bar.initial = step - log_every  # and the rate counts only the steps taken here
                 bar.n = step  # not update(): a resumed run may step back
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 bar.refresh()
@@ -329,7 +331,10 @@ def train_diffusion(
         dataset_config=_ingest_as_the_dataset_says(windows),
     )
     try:
-        result = _fit_with_progress(trainer, sink, cfg.diffusion.steps) if sink is not None else trainer.fit()
+        if sink is not None:
+            result = _fit_with_progress(trainer, sink, cfg.diffusion.steps, loop_config["log_every"])
+        else:
+            result = trainer.fit()
     except ray.train.TrainingFailedError as exc:
         cause = _tge_cause(exc)
         if cause is not None:
