@@ -9,7 +9,7 @@ import torch
 
 from tge_ray.config import load_config
 from tge_ray.diffusion.checkpoint import FORMAT, load_encoder, read_checkpoint
-from tge_ray.diffusion.train import train_diffusion
+from tge_ray.diffusion.train import holds_a_checkpoint, train_diffusion
 from tge_ray.errors import TGEError
 
 torch.set_num_threads(1)
@@ -76,7 +76,7 @@ def test_a_run_stopped_and_resumed_by_a_new_driver_equals_one_never_stopped(ray_
     straight = train("straight")
     with pytest.raises(Exception):  # noqa: B017 (Ray's error for a dead worker group)
         train("stopped", _fail_at_step=10)
-    assert not (tmp_path / "stopped.pt").exists()
+    assert not (tmp_path / "stopped.pt").exists() and holds_a_checkpoint(tmp_path / "stopped")
     # The hook fires only in a run that did not resume: a run started over would die at step 10 again.
     resumed = train("stopped", _fail_at_step=10)
 

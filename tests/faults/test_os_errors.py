@@ -189,9 +189,9 @@ def test_malformed_dataset_id(refused):
 
 def test_full_file_system_is_one_line(tiny_datasets, tmpfs, run_env):
     """A 100 KiB tmpfs fills while the diffusion model is trained and written by a Ray Train
-    worker: one line naming the path and the fix, no artifact and no build folder left. Without
-    retries (resources.train_max_failures=0): each would fail the same way, seconds apart, and
-    test_train has a worker group that recovers."""
+    worker: one line naming the path and the fix, no artifact, no build folder and no resume
+    folder left. Without retries (resources.train_max_failures=0): each would fail the same way,
+    seconds apart, and test_train has a worker group that recovers."""
     storage = tmpfs("100k") / "runs"
     command = tge_run_command(tiny_datasets, storage, "resources.train_max_failures=0")
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=run_env)
@@ -200,6 +200,8 @@ def test_full_file_system_is_one_line(tiny_datasets, tmpfs, run_env):
     assert "no space left on the device: free space on that file system or choose another storage=PATH" in line
     assert str(storage) in line
     assert not list((storage / "artifacts").glob("diffusion-*")) and leftovers(storage) == []
+    # The disk filled in the first checkpoint: no resume folder either, as nothing can be resumed.
+    assert not list((storage / "artifacts").glob(".*-scratch-*"))
 
 
 # ----------------------------------------------------------------------------- tge config, pipes

@@ -119,6 +119,14 @@ def _run_name(cfg: ExperimentConfig, obs_dim: int) -> str:
     return "ray_train-" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def holds_a_checkpoint(out_dir: Path) -> bool:
+    """Whether ``out_dir`` (the ``out_dir`` of :func:`train_diffusion`) holds a run with a
+    registered checkpoint, which a restarted driver resumes from. Ray Train V2 writes its
+    checkpoint manager's snapshot once a checkpoint is complete, so a folder with only a
+    checkpoint cut short (a full disk, ``kill -9``) does not count."""
+    return any(Path(out_dir).glob("ray_train-*/checkpoint_manager_snapshot.json"))
+
+
 # ----------------------------------------------------------------------------- worker
 
 

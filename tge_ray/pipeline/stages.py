@@ -82,7 +82,7 @@ def data_dependencies(cfg: ExperimentConfig) -> dict[str, Any]:
 def diffusion_stage(
     cfg: ExperimentConfig, store: ArtifactStore, task: LfOTask, mixed_windows: Windows, progress: bool
 ) -> Artifact:
-    from tge_ray.diffusion.train import train_diffusion
+    from tge_ray.diffusion.train import holds_a_checkpoint, train_diffusion
 
     deps = {
         "format": ARTIFACT_FORMAT,
@@ -99,16 +99,18 @@ def diffusion_stage(
     def build(folder: Path, scratch: Path) -> dict[str, Any]:
         dataset = to_ray_dataset(mixed_windows, batch_size=cfg.windows.batch_size, shuffle_seed=cfg.seed)
         # Ray Train's run folder, checkpoints included, lives in the store's resume folder for this
-        # artifact: an interrupted or crashed run leaves it, the rerun's Ray Train resumes from its
-        # last checkpoint, and the store removes it once the artifact is in place. A refusal
-        # (TGEError) leaves nothing: the same input would be refused again.
+        # artifact: a run interrupted or crashed after a checkpoint leaves it, the rerun's Ray Train
+        # resumes from that checkpoint, and the store removes it once the artifact is in place.
+        # Without a checkpoint, or after a refusal (TGEError: the same input would be refused
+        # again), nothing is left.
         ray_train = scratch / "ray_train"
-        if any(ray_train.glob("*/checkpoint_*")):
+        if holds_a_checkpoint(ray_train):
             note(f"diffusion: resuming the interrupted training from its last checkpoint (in {scratch})")
         try:
             train_diffusion(cfg, dataset, task.mixed.obs_dim, ray_train, diffusion_file(folder), progress=progress)
-        except TGEError:
-            shutil.rmtree(ray_train, ignore_errors=True)
+        except BaseException as exc:
+            if isinstance(exc, TGEError) or not holds_a_checkpoint(ray_train):
+                shutil.rmtree(ray_train, ignore_errors=True)
             raise
         from tge_ray.diffusion.checkpoint import read_checkpoint
 
