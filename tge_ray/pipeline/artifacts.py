@@ -283,8 +283,7 @@ class ArtifactStore:
         folder for each, and a scratch folder that outlives an interrupted build (its name is
         a key of the missing set, so a rerun that misses the same artifacts finds it again,
         e.g. a resumable checkpoint; it is removed once they are all in place, or when a build
-        that failed left nothing in it). It returns
-        each one's facts. The policy stage builds a batch of policies this way: every policy is
+        that failed left nothing in it). It returns each one's facts. The policy stage builds a batch of policies this way: every policy is
         its own artifact, reused alone, and only the missing ones are trained. Locks are taken in
         name order, so two runs that miss overlapping sets cannot deadlock. ``scratch=False``:
         the build uses no scratch folder (it gets None). Every artifact handed back was checked
