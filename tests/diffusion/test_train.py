@@ -63,8 +63,7 @@ def test_a_run_stopped_and_resumed_by_a_new_driver_equals_one_never_stopped(ray_
     same batch of the same epoch."""
     from tge_ray.data.windows import to_ray_dataset
 
-    cfg = load_config(None, [*TINY_OVERRIDES[:-2], "diffusion.steps=16", "resources.train_workers=1",
-                             "resources.use_gpu=false"])
+    cfg = load_config(None, [*TINY_OVERRIDES, "diffusion.steps=16", "resources.train_workers=1"])
     windows = np.random.default_rng(1).standard_normal((96, HORIZON, OBS_DIM)).astype(np.float32)
 
     def train(folder: str, **hooks: int) -> dict:

@@ -151,7 +151,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     # Rank 0 draws exactly what an in-process run with this seed draws; others their own stream.
     state = DiffusionTrainerState(model, cfg, seed=seed + 100_003 * rank, device=device)
     losses: list[tuple[int, float]] = []
-    epoch, taken = 0, 0  # where this worker is in its data: the epoch, and its batches taken
+    epoch, skip = 0, 0  # where this worker starts in its data: the epoch, and its batches already taken
 
     # 3. Resume from the last checkpoint (after a worker failure or a driver restart).
     checkpoint = ray.train.get_checkpoint()
@@ -160,7 +160,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             saved = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=False)
         state.load_state_dict(saved["trainer"])
         losses = [tuple(x) for x in saved["losses"]]
-        epoch, taken = saved.get("data", (0, 0))  # an earlier version's checkpoint: the epoch's start
+        epoch, skip = saved.get("data", (0, 0))  # an earlier version's checkpoint: the epoch's start
         if rank != 0:  # only rank 0's stream is saved; the others restart theirs by step
             state.generator.manual_seed(seed + 100_003 * rank + state.step)
     fail_at = config.get("_fail_at_step") if checkpoint is None else None  # test hook
@@ -179,7 +179,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     shard = ray.train.get_dataset_shard("windows")
     progress = config.get("progress")
     log_every = config["log_every"]
-    skip, taken = taken, 0  # a resumed epoch: pass over the batches the checkpoint had taken
+    taken = 0  # batches of this epoch taken; a resumed epoch passes over the first ``skip``
     while state.step < cfg.steps:
         took_a_step = False
         for batch in shard.iter_torch_batches(
@@ -211,8 +211,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
                 break
         if not took_a_step:
             raise TGEError("the windows dataset shard is empty: give the diffusion stage some windows")
-        if state.step < cfg.steps:
-            epoch, taken, skip = epoch + 1, 0, 0
+        epoch, taken, skip = epoch + 1, 0, 0
     report(with_checkpoint=True)
 
 
