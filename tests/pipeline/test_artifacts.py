@@ -233,11 +233,19 @@ def test_open_sweeps_what_dead_processes_left_and_nothing_else(tmp_path):
     assert left == {alive.name, held.name, resumable.name}
     assert not run_folder.exists() and foreign.exists()
     assert len(notes) == 1 and notes[0].startswith("removed 4 folder(s) that interrupted runs left")
+    # A day later: resume state stays however old (a long run stopped over a weekend continues);
+    # one an earlier version left, naming no artifact, goes by age; the released lock's folder goes.
+    earlier_resume = root / ".policy-scratch-89ab"
+    earlier_resume.mkdir()
+    (earlier_resume / "checkpoint.pt").write_bytes(b"state")
     old = time.time() - 25 * 3600
-    os.utime(resumable, (old, old))
-    os.utime(resumable / "artifacts.json", (old, old))
-    ArtifactStore(str(tmp_path), note=notes.append)
-    assert not resumable.exists() and not held.exists(), "lock released: its folder goes too"
+    for path in (resumable, resumable / "artifacts.json", earlier_resume, earlier_resume / "checkpoint.pt"):
+        os.utime(path, (old, old))
+    store = ArtifactStore(str(tmp_path), note=notes.append)
+    assert resumable.exists() and not earlier_resume.exists()
+    assert not held.exists(), "lock released: its folder goes too"
+    assert [leftover.path for leftover in store.sweep(everything=True)] == [resumable]  # `tge store gc`
+    assert not resumable.exists()
 
 
 def test_a_remote_store_fetches_verifies_and_fetches_a_damaged_mirror_again(tmp_path, monkeypatch):

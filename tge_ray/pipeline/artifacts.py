@@ -32,9 +32,9 @@ of the artifact it is for is held (:mod:`tge_ray.pipeline.leftovers`):
   earlier version (no owner in its name; every build holds its artifact's lock until its folder
   is gone), or it is untouched for :data:`~tge_ray.pipeline.leftovers.MAX_TEMP_AGE`;
 - ``.<artifact>.fetch-<pid>@<host>-*``, a download: its process is gone, or untouched that long;
-- ``.<stage>-scratch-<key>``, the resume state of an interrupted policy batch: kept while it can
-  be resumed; removed once every artifact it was for is complete, or untouched for
-  :data:`~tge_ray.pipeline.leftovers.MAX_TEMP_AGE`. ``tge store gc`` removes it at any age (that batch then starts over).
+- ``.<stage>-scratch-<key>``, the resume state of an interrupted diffusion training or policy
+  batch: kept, at any age, while it can be resumed; removed once every artifact it was for is
+  complete. ``tge store gc`` removes it at once (that build then starts over).
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from tge_ray.pipeline.files import MANIFEST_FILE, SCRATCH_FILE
 from tge_ray.pipeline.integrity import last_write, owner_gone, parse_temp
 
 MAX_TEMP_AGE = 24 * 3600.0
-"""Seconds without a write after which a temporary or resume folder is taken as abandoned."""
+"""Seconds without a write after which a build, download or run folder (not a resume folder)
+is taken as abandoned."""
 CORRUPT = ".corrupt-"  # .<artifact>.corrupt-<UTC time>
 LOCKS = ".locks"
 
@@ -81,7 +82,8 @@ def find_leftovers(root: Path, runs: Path | None = None) -> list[Leftover]:
     - a build whose process is gone, that an earlier version left (no owner in its name), or
       untouched for :data:`MAX_TEMP_AGE`;
     - a download whose process is gone or untouched that long;
-    - a resume folder once every artifact it was for is complete, or untouched that long;
+    - a resume folder once every artifact it was for is complete (one that names none, an
+      earlier version's, when untouched that long): never by age, however long its run was stopped;
     - a run folder being written whose process is gone or untouched that long (only those that
       name their owner: the storage folder may hold other programs' folders);
     - never a moved-aside artifact (``tge store gc`` removes those).
@@ -111,7 +113,11 @@ def find_leftovers(root: Path, runs: Path | None = None) -> list[Leftover]:
         elif "-scratch-" in path.name:
             names = scratch_artifacts(path)
             done = bool(names) and all((root / name / MANIFEST_FILE).is_file() for name in names)
-            why = "every artifact it was for is complete" if done else f"untouched for over {hours}" if old else None
+            # Resume state does not age: a paper-scale run stopped for a weekend continues where it
+            # stopped, as its interrupted line promised. Only one that names no artifact (an
+            # earlier version's, whose completion cannot be told) goes by age.
+            why = ("every artifact it was for is complete" if done else
+                   f"untouched for over {hours}" if old and not names else None)
             found.append(Leftover(path, "resume", names, why))
     return found
 
