@@ -9,6 +9,7 @@
 # 3. bench_rl.py: the batched learners' policy-updates/s on the GPU (IQL x1, x8, x64, ReBRAC, BC, the
 #    paper run's batches), eager and as CUDA graphs, against the GPU targets.
 # Needs torch with CUDA, numpy, pyyaml, tqdm and pytest (not Ray: these call the stages' code directly).
+# (tests/test_benchmarks.py imports all of it, and trains the learners, with Ray, Gymnasium, MuJoCo and faiss unimportable.)
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu.sh OUTDIR}
 mkdir -p "$out"

@@ -28,19 +28,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from tge_ray.config import key_part
-from tge_ray.data.envs import make_env
 from tge_ray.io import torch_save
 from tge_ray.rl.buffer import Transitions
-from tge_ray.rl.evaluation import EvalResult, evaluate_policies, evaluate_remote
 from tge_ray.rl.learner import PolicySpec, Problem, StackedLearner
 from tge_ray.rl.registry import learner_entry
 from tge_ray.rl.table import PolicyData, TransitionTable
+
+if TYPE_CHECKING:
+    from tge_ray.rl.evaluation import EvalResult
+
+# Gymnasium (the evaluation's environments) is imported where a policy is evaluated, not here:
+# building and timing a learner (benchmarks/gpu.sh on a GPU machine without Gymnasium, Ray or
+# MuJoCo) needs torch alone, as tests/test_benchmarks.py checks.
 
 MAX_EVALS_IN_FLIGHT = 2  # beyond this, training waits for the oldest evaluation
 EVAL_SEED_OFFSET = 10_000
@@ -90,6 +95,8 @@ class PolicyResult:
 
 def action_box(env_id: str, env_kwargs: dict[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """The environment's action box (low, high) as float32."""
+    from tge_ray.data.envs import make_env
+
     env = make_env(env_id, **(env_kwargs or {}))
     try:
         space = env.action_space
@@ -165,6 +172,8 @@ def train_batch(
     when Ray is initialised and inline otherwise. ``log_every`` defaults to steps/200 clamped to
     [1, 1000]. ``compile`` is the learner's update mode (:mod:`tge_ray.rl.learner`).
     """
+    from tge_ray.rl.evaluation import EvalResult, evaluate_policies, evaluate_remote
+
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     use_ray = _ray_running() if use_ray is None else use_ray
