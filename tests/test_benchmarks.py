@@ -29,8 +29,8 @@ def test_benchmark_smoke_run(script, expected, tmp_path):
     assert not list(tmp_path.iterdir())  # a smoke run writes nothing
 
 
-# What a GPU machine's image lacks (docs/notes/gpu-h200.md: runs 1 to 5 had none of them), which
-# benchmarks/gpu.sh must therefore not need. A module set to None in sys.modules fails to import.
+# Packages of the pipeline that a GPU machine's image lacks (the lent device's package list has
+# none of them; docs/notes/gpu-h200.md), which benchmarks/gpu.sh must therefore not need. A module set to None in sys.modules fails to import.
 NOT_ON_THE_GPU_MACHINE = ("ray", "gymnasium", "gymnasium_robotics", "mujoco", "faiss", "minari", "optuna", "mlflow",
                           "wandb", "stable_baselines3", "sbx")
 
