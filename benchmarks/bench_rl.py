@@ -166,8 +166,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:N)")
     parser.add_argument("--corl-iql", type=Path, default=None, help="CORL's algorithms/offline/iql.py")
     parser.add_argument("--modes", default=None,
-                        help="comma-separated update modes to time (eager, default = torch.compile, cuda-graph); "
-                             "default: eager and default on a CPU, eager and cuda-graph on a GPU")
+                        help="comma-separated update modes to time (eager, default = torch.compile, cuda-graph, "
+                             "compiled-cuda-graph); default: eager and default on a CPU, eager and cuda-graph on a GPU")
     parser.add_argument("--seconds", type=float, default=4.0, help="about how long each timed window runs")
     parser.add_argument("--smoke-test", action="store_true", help="tiny run, no JSON")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("rl.json"))

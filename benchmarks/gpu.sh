@@ -6,10 +6,12 @@
 # 1. bench_rl.py: the batched learners' policy-updates/s on the GPU (IQL x1, x8, x64, ReBRAC, BC, the
 #    paper run's batches), eager and as CUDA graphs, against the GPU targets (3 rounds of 2 s
 #    windows: a GPU is not shared as the CPU host is);
-# 2. pytest -m gpu (tests/gpu): the pipeline's GPU code paths (bf16 training and embedding, GPU
-#    checkpoints read on CPU, learners, resumption and CUDA graphs on the device) against CPU
-#    results, one line of figures per check;
-# 3. bench_unet.py: U-Net windows/s, fp32 and bf16, the batch sizes of the CPU figures and
+# 2. bench_rl.py again, the compiled program captured as the graph (compiled-cuda-graph: far fewer
+#    kernels per update than the eager capture; each learner compiles first);
+# 3. pytest -m gpu (tests/gpu): the pipeline's GPU code paths (bf16 training and embedding, GPU
+#    checkpoints read on CPU, learners, resumption and CUDA graphs, eager and compiled, on the
+#    device) against CPU results, one line of figures per check;
+# 4. bench_unet.py: U-Net windows/s, fp32 and bf16, the batch sizes of the CPU figures and
 #    16x larger ones (a GPU needs them to fill).
 # GPU_SH_DEVICE=cpu is a dry run of the script itself on a CPU machine (the tests' figures then
 # compare the CPU with itself; the budget cuts the U-Net part there).
@@ -31,6 +33,8 @@ left() {  # seconds of the budget left, at least 1
 [ "$device" = cpu ] || nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv | tee "$out/nvidia-smi.csv"
 timeout "$(left)" "$python" "$here/bench_rl.py" --device "$device" --repeats 3 --seconds 2 --out "$out/rl-gpu.json" \
     2>&1 | tee "$out/rl-gpu.log" || status=1
+timeout "$(left)" "$python" "$here/bench_rl.py" --device "$device" --repeats 3 --seconds 2 --modes compiled-cuda-graph \
+    --out "$out/rl-gpu-compiled.json" 2>&1 | tee "$out/rl-gpu-compiled.log" || status=1
 (cd "$here/.." && TGE_GPU_TESTS_REQUIRED=1 TGE_GPU_TESTS_DEVICE="$device" timeout "$(left)" "$python" -m pytest -m gpu -s -p no:cacheprovider tests/gpu) \
     2>&1 | tee "$out/gpu-check.log" || status=1
 timeout "$(left)" "$python" "$here/bench_unet.py" --device "$device" --precisions fp32,bf16 --sizes reference,default \

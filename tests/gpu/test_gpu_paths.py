@@ -22,7 +22,8 @@ prints one line of figures (``-s`` shows them; ``benchmarks/gpu.sh`` keeps them 
    graphs in a thread of a fresh process (as a Ray Train worker) and in a thread of this
    process after the main thread took the graphs (eager, not a crash). Graphs and compiled
    kernels may round differently: the drift from eager may not exceed eager's drift between
-   CPU and device.
+   CPU and device. ``compiled_graphed_*``: the compiled update captured instead of the eager one
+   (``compiled-cuda-graph``, which bench_rl times), held to the same drift.
 7. ``faiss``: the index ``build_index(use_gpu="auto")`` picks finds the exact neighbours.
 
 An H200's figures are in docs/notes/gpu-h200.md.
@@ -284,6 +285,28 @@ def test_graphed_learner(method, device, transitions):
                    eager_cpu_vs_device=floor)
     assert difference <= max(floor, 1e-6), line
     assert captured == (mode == "cuda-graph"), line
+
+
+@pytest.mark.parametrize("method", ["iql", "rebrac", "bc"])
+def test_compiled_graphed_learner(method, device, transitions):
+    """``compiled-cuda-graph``: the compiled update captured as the CUDA graph (a bench_rl mode, not
+    yet what ``resources.compile`` picks); its drift from eager is held as the eager graph's is.
+    On the CPU dry run nothing is captured: the compiled update runs as it is, equal to
+    ``torch.compile``'s own learner bit for bit."""
+    on_gpu = torch.device(device).type == "cuda"
+    graphed = build(method, transitions, device, mode="compiled-cuda-graph")
+    eager = build(method, transitions, device, mode=None if on_gpu else "default")
+    cpu = build(method, transitions, "cpu")
+    for learner in (eager, graphed, cpu):
+        learner.run(100)
+    floor = relative_difference(weights(cpu), weights(eager)) if on_gpu else 0.0
+    difference = relative_difference(weights(eager), weights(graphed))
+    captured = graphed._graph not in (None, False)
+    line = figures(f"compiled_graphed_{method}", mode=str(graphed.compile), captured=captured,
+                   graphed_vs_eager=difference, eager_cpu_vs_device=floor)
+    assert difference <= (max(floor, 1e-6) if on_gpu else 0.0), line
+    assert graphed.compile == "compiled-cuda-graph", line  # the compile did not fall back
+    assert captured == on_gpu, line
 
 
 def train_unet(device: str, setting: str | bool, steps: int = 60) -> dict[str, Any]:

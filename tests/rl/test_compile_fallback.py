@@ -1,4 +1,4 @@
-"""A learner whose compile fails falls back to eager and trains the same.
+"""A learner whose compile (or CUDA graph capture) fails falls back to eager and trains the same.
 
 The default (``resources.compile=cpu``) compiles long CPU runs; a fresh machine may lack the C++
 compiler Inductor needs, and another torch release may fail to trace the update. The first check
@@ -70,3 +70,18 @@ def test_an_update_dynamo_cannot_trace_falls_back_to_eager(caplog):
     assert len(warnings) == 1 and "running eager. Set resources.compile=false" in warnings[0], warnings
     assert learners["default"].compile is None
     assert same_params(learners[None], learners["default"])
+
+
+def test_a_cuda_graph_that_cannot_be_captured_runs_eager(caplog):
+    """A failed CUDA graph capture (here: no CUDA at all) warns once and trains eagerly, on every
+    later run too (the second run once replayed the failed capture's marker and crashed), and
+    ends bit for bit where an eager learner ends."""
+    learners = bc_learners([None, "cuda-graph"])
+    with caplog.at_level(logging.WARNING, logger="tge_ray.rl.learner"):
+        for learner in learners.values():
+            learner.run(8)  # a whole replay's worth: the capture is tried
+            learner.run(8)
+    warnings = [r.getMessage() for r in caplog.records if "CUDA graph capture failed" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].endswith("running eager"), warnings
+    assert learners["cuda-graph"].step == learners[None].step == 16
+    assert same_params(learners[None], learners["cuda-graph"])

@@ -19,7 +19,12 @@ How the update runs (``compile``):
   eager from there.
 - ``cuda-graph``: on a GPU, a cycle of updates is captured once as a CUDA graph and replayed
   (several updates per replay); the step counter and every random number live on the device,
-  so a replay never synchronises with the host.
+  so a replay never synchronises with the host. The graph holds the eager update's kernels
+  (about 370 for IQL, 530 for ReBRAC, 180 for BC, counted as the leaf ATen ops of one CPU update).
+- ``compiled-cuda-graph``: the same capture of the ``torch.compile`` program (``default`` mode), whose
+  fused kernels make a graph of far fewer nodes. A compile that fails falls back to
+  ``cuda-graph``. Not what ``resources.compile`` picks until a device has measured it
+  (``benchmarks/gpu.sh`` times both).
 The host reads metrics only when asked (:meth:`StackedLearner.metrics`), every ``log_every``
 updates in the training loop.
 
@@ -44,6 +49,8 @@ from tge_ray.rl.stacked import MLPShape
 from tge_ray.rl.table import PolicyData, TransitionTable
 
 log = logging.getLogger(__name__)
+
+GRAPHED_MODES = ("cuda-graph", "compiled-cuda-graph")  # update modes that replay a captured CUDA graph
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,8 @@ class StackedLearner:
             return phases  # CUDA graphs are captured at the first run() (they need a warm-up)
         from torch._inductor import list_mode_options
 
-        options = dict(list_mode_options(compile))
+        # compiled-cuda-graph: Inductor's default program, captured by _ensure_graph itself
+        options = dict(list_mode_options("default" if compile == "compiled-cuda-graph" else compile))
         if torch.device(self.device).type == "cpu":
             options["cpp_wrapper"] = True
         # The table's row count (and a filtered policy's) is the one shape that changes from one
@@ -174,7 +182,7 @@ class StackedLearner:
                        if isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)
                        else "Set resources.compile=false to skip the attempt")
                 log.warning("%s: torch.compile failed (%s); running eager. %s", self.name, reason, fix)
-                self.compile = None
+                self.compile = "cuda-graph" if self.compile == "compiled-cuda-graph" else None
                 self._phases = self._make_phases(None)
                 return self._phases[phase]()
             self._phases[phase] = program
@@ -184,7 +192,7 @@ class StackedLearner:
 
     def run(self, updates: int) -> None:
         """``updates`` more updates of every policy; never waits for the device."""
-        if self.compile == "cuda-graph":
+        if self.compile in GRAPHED_MODES:
             self._run_graphed(updates)
             return
         for _ in range(updates):
@@ -216,31 +224,32 @@ class StackedLearner:
                 self.step += per_replay
                 done += per_replay
                 continue
-            self._metrics = self._update(self.step % self.cycle)
+            self._metrics = self._phases[self.step % self.cycle]()
             self.step += 1
             done += 1
 
     def _ensure_graph(self, per_replay: int) -> bool:
         """Capture ``per_replay`` updates as one CUDA graph (once); False where that fails."""
+        if self._graph is False:  # a capture failed before: stay eager
+            return False
         if self._graph is not None:
             return True
-        if self._graph is False:
-            return False
         snapshot = self.state_dict()  # warm-up and capture run real updates: undo them after
         try:
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
                 for phase in range(self.cycle):  # warm-up on a side stream, as capture requires
-                    self._update(phase)
+                    self._phases[phase]()  # (a compiled phase compiles here, not in the capture)
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph):
                 for offset in range(per_replay):
-                    metrics = self._update(offset % self.cycle)
+                    metrics = self._phases[offset % self.cycle]()
             self._graph, self._graph_metrics = graph, metrics
         except Exception as exc:  # noqa: BLE001 - any capture failure means: stay eager
-            log.warning("%s: CUDA graph capture failed (%s); running eager", self.name, exc)
+            log.warning("%s: CUDA graph capture failed (%s); running %s", self.name, exc,
+                        "eager" if self.compile == "cuda-graph" else "the compiled update without a graph")
             self._graph = False
         self.load_state_dict(snapshot)
         return self._graph is not False
