@@ -230,7 +230,7 @@ class StackedLearner:
 
     def _ensure_graph(self, per_replay: int) -> bool:
         """Capture ``per_replay`` updates as one CUDA graph (once); False where that fails."""
-        if self._graph is False:  # a capture failed before: stay eager
+        if self._graph is False:  # a capture failed before: run update by update
             return False
         if self._graph is not None:
             return True
