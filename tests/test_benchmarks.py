@@ -47,14 +47,14 @@ sys.path.insert(0, {str(BENCHMARKS)!r})
 import numpy as np
 import bench_rl, bench_unet  # noqa: F401
 import tests.gpu.test_gpu_paths  # noqa: F401
+from tge_ray.config import BCConfig, IQLConfig, ReBRACConfig
 from tge_ray.rl.learner import PolicySpec, Problem
-from tge_ray.rl.table import PolicyData
+from tge_ray.rl.table import PolicyData, TransitionTable
 from tge_ray.rl.train import build_learner
 transitions = bench_rl.random_transitions(500)
-table = bench_rl.TransitionTable.build(transitions, {{"r": transitions.rewards}}, -np.ones(3), np.ones(3), "cpu")
-for name in ("iql", "rebrac", "bc"):
-    config = bench_rl.CONFIGS[name].__class__(hidden=16, batch_size=8)
-    spec = PolicySpec(config, 0, PolicyData("r"), *transitions.observation_stats())
+table = TransitionTable.build(transitions, {{"r": transitions.rewards}}, -np.ones(3), np.ones(3), "cpu")
+for name, config in (("iql", IQLConfig), ("rebrac", ReBRACConfig), ("bc", BCConfig)):
+    spec = PolicySpec(config(hidden=16, batch_size=8), 0, PolicyData("r"), *transitions.observation_stats())
     learner = build_learner(name, Problem(11, 3, -np.ones(3), np.ones(3), 10), [spec], table)
     learner.run(2)
     print(name, "trained")

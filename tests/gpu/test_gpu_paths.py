@@ -295,12 +295,12 @@ def test_compiled_graphed_learner(method, device, transitions):
     ``torch.compile``'s own learner bit for bit."""
     on_gpu = torch.device(device).type == "cuda"
     graphed = build(method, transitions, device, mode="compiled-cuda-graph")
-    eager = build(method, transitions, device, mode=None if on_gpu else "default")
+    reference = build(method, transitions, device, mode=None if on_gpu else "default")  # eager; on the CPU compiled
     cpu = build(method, transitions, "cpu")
-    for learner in (eager, graphed, cpu):
+    for learner in (reference, graphed, cpu):
         learner.run(100)
-    floor = relative_difference(weights(cpu), weights(eager)) if on_gpu else 0.0
-    difference = relative_difference(weights(eager), weights(graphed))
+    floor = relative_difference(weights(cpu), weights(reference)) if on_gpu else 0.0
+    difference = relative_difference(weights(reference), weights(graphed))
     captured = graphed._graph not in (None, False)
     line = figures(f"compiled_graphed_{method}", mode=str(graphed.compile), captured=captured,
                    graphed_vs_eager=difference, eager_cpu_vs_device=floor)

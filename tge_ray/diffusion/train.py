@@ -181,7 +181,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
     log_every = config["log_every"]
     taken = 0  # batches of this epoch taken; a resumed epoch passes over the first ``skip``
     while state.step < cfg.steps:
-        took_a_step = False
+        saw_a_batch = False
         for batch in shard.iter_torch_batches(
             batch_size=cfg.batch_size,
             dtypes=torch.float32,
@@ -190,7 +190,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
             local_shuffle_seed=seed + epoch,
         ):
             taken += 1
-            took_a_step = True
+            saw_a_batch = True
             if taken <= skip:
                 continue
             windows = batch["window"]  # (B, H, obs_dim)
@@ -209,7 +209,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
                 report(with_checkpoint=True)
             if state.step >= cfg.steps:
                 break
-        if not took_a_step:
+        if not saw_a_batch:
             raise TGEError("the windows dataset shard is empty: give the diffusion stage some windows")
         epoch, taken, skip = epoch + 1, 0, 0
     report(with_checkpoint=True)
