@@ -29,6 +29,7 @@ learner at ``tge_ray.accel.CPU_COMPILE_MIN_UPDATES`` updates or more).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -111,8 +112,8 @@ def interleaved_best(runners: list[tuple[Callable[[int], None], int]], repeats: 
     return best
 
 
-def matmul_runner(device: str) -> Callable[[int], None]:
-    a, b = torch.randn(256, 256, device=device), torch.randn(256, 256, device=device)
+def matmul_runner(device: str, dtype: torch.dtype = torch.float32) -> Callable[[int], None]:
+    a, b = (torch.randn(256, 256, device=device).to(dtype) for _ in range(2))
 
     def run(n: int) -> None:
         for _ in range(n):
@@ -125,8 +126,10 @@ def matmul_gflops(repeats: int, device: str) -> float:
     return best_rate(matmul_runner(device), 500, repeats, device) * MATMUL_GFLOP
 
 
-def learner_runner(name: str, policies: int, table: TransitionTable, stats: tuple, mode: str | None) -> Callable[[int], None]:
-    specs = [PolicySpec(CONFIGS[name], seed, PolicyData("r"), *stats) for seed in range(policies)]
+def learner_runner(name: str, policies: int, table: TransitionTable, stats: tuple, mode: str | None,
+                   matmul: str = "fp32") -> Callable[[int], None]:
+    cfg = dataclasses.replace(CONFIGS[name], matmul=matmul)
+    specs = [PolicySpec(cfg, seed, PolicyData("r"), *stats) for seed in range(policies)]
     learner = build_learner(name, Problem(OBS, ACT, -np.ones(ACT), np.ones(ACT), 10**7), specs, table, mode)
     started = time.perf_counter()
     learner.run(4)  # compiles or captures here, outside the timing
@@ -168,6 +171,9 @@ def main() -> None:
     parser.add_argument("--modes", default=None,
                         help="comma-separated update modes to time (eager, default = torch.compile, cuda-graph, "
                              "compiled-cuda-graph); default: eager and default on a CPU, eager and cuda-graph on a GPU")
+    parser.add_argument("--matmul", default="fp32",
+                        help="comma-separated precisions of the learners' hidden-layer products (fp32, bf16: "
+                             "rl.<learner>.matmul); the targets are read on the fp32 rows")
     parser.add_argument("--seconds", type=float, default=4.0, help="about how long each timed window runs")
     parser.add_argument("--smoke-test", action="store_true", help="tiny run, no JSON")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("rl.json"))
@@ -192,11 +198,17 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
     if on_gpu and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here; use --device cpu")
     torch.set_num_threads(args.threads)
+    # Every learner's update is one code object to Dynamo, which compiles it at most recompile_limit
+    # (8) times a process; this process compiles one program per row (up to 16 with --matmul fp32,bf16).
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     smoke = args.smoke_test
     repeats = 1 if smoke else args.repeats
     modes = (args.modes.split(",") if args.modes else (["eager", "cuda-graph"] if on_gpu else ["eager", "default"]))
     if smoke:
         modes = ["eager"]
+    precisions = args.matmul.split(",")
+    if "fp32" not in precisions or not set(precisions) <= {"fp32", "bf16"}:
+        parser.error(f"--matmul {args.matmul}: give fp32, or fp32,bf16 (the targets are read on fp32 rows)")
     transitions = random_transitions(5_000 if smoke else 200_000)
     table = TransitionTable.build(transitions, {"r": transitions.rewards}, -np.ones(ACT), np.ones(ACT), device)
     stats = transitions.observation_stats()
@@ -212,25 +224,36 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
     # then all are timed in interleaved rounds, the matmul that sets the bound among them
     entries: list[tuple[str, str, int, str, Callable[[int], None], int]] = [
         ("256^3 matmul", "", 0, "", matmul_runner(device), 3 if smoke else max(50, int(args.seconds * gflops / MATMUL_GFLOP)))]
+    if "bf16" in precisions:  # the bound of the bf16 rows
+        entries.append(("256^3 matmul, bf16", "", 0, "", matmul_runner(device, torch.bfloat16), entries[0][-1] * 2))
     if args.corl_iql is not None:
         entries.append(("CORL iql.py (imported unmodified)", "iql", 1, "eager",
                         corl_runner(args.corl_iql, transitions, device), chunk_for("iql", 1, guess / 2)))
     shapes = [("iql", 1), ("iql", 8), ("rebrac", 1), ("bc", 1)]
     if on_gpu:
         shapes += [("iql", 64), ("iql", 6), ("bc", 3)]
-    for algo, policies in shapes:
-        for mode in modes:
-            print(f"  building tge_ray {algo} x{policies} ({mode})", flush=True)
-            runner = learner_runner(algo, policies, table, stats, None if mode == "eager" else mode)
-            entries.append((f"tge_ray {algo} x{policies} ({mode})", algo, policies, mode, runner,
-                            chunk_for(algo, policies, guess)))
+    for precision in precisions:
+        for algo, policies in shapes:
+            for mode in modes:
+                name = f"tge_ray {algo} x{policies} ({mode}{', bf16' if precision == 'bf16' else ''})"
+                print(f"  building {name}", flush=True)
+                runner = learner_runner(algo, policies, table, stats, None if mode == "eager" else mode, precision)
+                runner.matmul = precision  # type: ignore[attr-defined]
+                entries.append((name, algo, policies, mode, runner, chunk_for(algo, policies, guess)))
     print(f"timing {len(entries)} rows in {repeats} interleaved rounds", flush=True)
     rates = interleaved_best([(run, chunk) for *_, run, chunk in entries], repeats, device)
     gflops = rates[0] * MATMUL_GFLOP
     print(f"256^3 matmul: {gflops:.0f} GFLOP/s on {device}" + ("" if on_gpu else f" with {args.threads} threads"))
+    gflops_bf16 = None
+    if "bf16" in precisions:
+        gflops_bf16 = rates[1] * MATMUL_GFLOP
+        print(f"256^3 matmul, bf16: {gflops_bf16:.0f} GFLOP/s")
     for (name, algo, policies, mode, run, _), rate in zip(entries[1:], rates[1:]):
+        if not algo:
+            continue  # the bf16 matmul, printed above
         first_call_s = getattr(run, "first_call_s", None)
         rows.append({"name": name, "algo": algo, "policies": policies, "mode": mode,
+                     "matmul": getattr(run, "matmul", "fp32"),
                      "updates_per_s": round(rate, 1), "policy_updates_per_s": round(rate * policies, 1),
                      "first_call_s": None if first_call_s is None else round(first_call_s, 1)})
         first = "" if first_call_s is None else f"  first call {first_call_s:6.1f} s"
@@ -241,7 +264,8 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
     # CPU_COMPILE_MIN_UPDATES or more.
     for row in rows:
         eager = next((r for r in rows if r["name"].startswith("tge_ray") and r["algo"] == row["algo"]
-                      and r["policies"] == row["policies"] and r["mode"] == "eager"), None)
+                      and r["policies"] == row["policies"] and r["mode"] == "eager" and r["matmul"] == row["matmul"]),
+                     None)
         if row["mode"] in ("eager", "") or eager is None or row["first_call_s"] is None:
             continue
         saved_per_update = 1 / eager["updates_per_s"] - 1 / row["updates_per_s"]
@@ -252,8 +276,9 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
 
     bounds = {algo: gflops / flop for algo, flop in GFLOP_PER_UPDATE.items()}
 
-    def best(algo: str, policies: int) -> dict:
-        mine = [r for r in rows if r["algo"] == algo and r["policies"] == policies and r["name"].startswith("tge_ray")]
+    def best(algo: str, policies: int, matmul: str = "fp32") -> dict:
+        mine = [r for r in rows if r["algo"] == algo and r["policies"] == policies and r["name"].startswith("tge_ray")
+                and r["matmul"] == matmul]
         return max(mine, key=lambda r: r["policy_updates_per_s"])
 
     verdict: dict[str, dict] = {}
@@ -280,20 +305,35 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
         met = item["value"] <= item["target"] if key.endswith("minutes") else item["value"] >= item["target"]
         item["met"] = bool(met)
         print(f"  {key:<32} {item['value']:>10}  target {item['target']:<8} {'met' if met else 'MISSED'}")
+    bf16_rows: dict[str, dict] = {}
+    if gflops_bf16 is not None:  # beside the targets, not in them: the targets are fp32's
+        print(f"bf16 products (bound at the bf16 matmul's {gflops_bf16:.0f} GFLOP/s), fastest mode:")
+        for algo, policies in shapes:
+            fast, slow = best(algo, policies, "bf16"), best(algo, policies)
+            item = {"policy_updates_per_s": fast["policy_updates_per_s"],
+                    "vs_fp32": round(fast["policy_updates_per_s"] / slow["policy_updates_per_s"], 2),
+                    "fp32_bound_share": round(fast["policy_updates_per_s"] / bounds[algo], 3),
+                    "bf16_bound_share": round(fast["policy_updates_per_s"] * GFLOP_PER_UPDATE[algo] / gflops_bf16, 3)}
+            if corl and (algo, policies) == ("iql", 1):
+                item["vs_corl"] = round(fast["updates_per_s"] / corl[0]["updates_per_s"], 2)
+            bf16_rows[f"{algo}_p{policies}"] = item
+            print(f"  {algo} x{policies:<3} " + "  ".join(f"{k} {v}" for k, v in item.items()))
     if smoke:
         return
     report = {
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average_before": load_before, "load_average_after": os.getloadavg(),
                     "cuda_device": torch.cuda.get_device_name(device) if on_gpu else None},
-        "device": device, "precision": "fp32", "torch": torch.__version__, "threads": args.threads,
+        "device": device, "matmul": precisions, "torch": torch.__version__, "threads": args.threads,
         "batch_sizes": {algo: cfg.batch_size for algo, cfg in CONFIGS.items()},
         "note": "best of --repeats interleaved rounds; compare rows within one file (the machine may be shared)",
         "compile_cache": cache,
         "matmul_256_gflops": round(gflops, 1),
+        "matmul_256_gflops_bf16": None if gflops_bf16 is None else round(gflops_bf16, 1),
         "flop_bound_policy_updates_per_s": {k: round(v, 1) for k, v in bounds.items()},
         "results": rows,
         "targets": verdict,
+        "bf16": bf16_rows,
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

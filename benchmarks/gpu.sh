@@ -11,7 +11,9 @@
 # 3. pytest -m gpu (tests/gpu): the pipeline's GPU code paths (bf16 training and embedding, GPU
 #    checkpoints read on CPU, learners, resumption and CUDA graphs, eager and compiled, on the
 #    device) against CPU results, one line of figures per check;
-# 4. bench_unet.py: U-Net windows/s, fp32 and bf16, the batch sizes of the CPU figures and
+# 4. bench_rl.py a third time: the learners with their hidden layers' products in bf16
+#    (rl.<learner>.matmul=bf16) beside fp32, both as CUDA graphs;
+# 5. bench_unet.py: U-Net windows/s, fp32 and bf16, the batch sizes of the CPU figures and
 #    16x larger ones (a GPU needs them to fill).
 # GPU_SH_DEVICE=cpu is a dry run of the script itself on a CPU machine (the tests' figures then
 # compare the CPU with itself; the budget cuts the U-Net part there).
@@ -37,6 +39,10 @@ timeout "$(left)" "$python" "$here/bench_rl.py" --device "$device" --repeats 3 -
     --out "$out/rl-gpu-compiled.json" 2>&1 | tee "$out/rl-gpu-compiled.log" || status=1
 (cd "$here/.." && TGE_GPU_TESTS_REQUIRED=1 TGE_GPU_TESTS_DEVICE="$device" timeout "$(left)" "$python" -m pytest -m gpu -s -p no:cacheprovider tests/gpu) \
     2>&1 | tee "$out/gpu-check.log" || status=1
+graph_mode=cuda-graph
+[ "$device" = cpu ] && graph_mode=default  # the dry run: compiled instead, where bf16 pays on a CPU
+timeout "$(left)" "$python" "$here/bench_rl.py" --device "$device" --repeats 3 --seconds 2 --modes "$graph_mode" \
+    --matmul fp32,bf16 --out "$out/rl-gpu-bf16.json" 2>&1 | tee "$out/rl-gpu-bf16.log" || status=1
 timeout "$(left)" "$python" "$here/bench_unet.py" --device "$device" --precisions fp32,bf16 --sizes reference,default \
     --variants fast,plain --train-batches 256,4096 --encode-batches 1024,16384 \
     --train-steps 20 --encode-steps 20 --out "$out/unet-gpu.json" 2>&1 | tee "$out/unet-gpu.log" || status=1

@@ -17,15 +17,15 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-@pytest.mark.parametrize(("script", "expected"), [
-    ("bench_unet.py", "bound = 256^3 fp32 matmul, 2 threads"),
-    ("bench_rl.py", "iql_p8_bound_share"),
+@pytest.mark.parametrize(("script", "args", "expected"), [
+    ("bench_unet.py", [], ["bound = 256^3 fp32 matmul, 2 threads"]),
+    ("bench_rl.py", ["--matmul", "fp32,bf16"], ["iql_p8_bound_share", "256^3 matmul, bf16", "iql x8 ", "bf16_bound_share"]),
 ])
-def test_benchmark_smoke_run(script, expected, tmp_path):
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke-test", "--threads", "2"],
+def test_benchmark_smoke_run(script, args, expected, tmp_path):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), "--smoke-test", "--threads", "2", *args],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert expected in done.stdout
+    assert all(line in done.stdout for line in expected), done.stdout[-2000:]
     assert not list(tmp_path.iterdir())  # a smoke run writes nothing
 
 

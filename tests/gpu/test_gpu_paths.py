@@ -31,6 +31,7 @@ An H200's figures are in docs/notes/gpu-h200.md.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import multiprocessing
@@ -205,9 +206,11 @@ def transitions() -> Transitions:
 CONFIGS = {"iql": IQLConfig(), "rebrac": ReBRACConfig(), "bc": BCConfig()}
 
 
-def build(method: str, data: Transitions, device: torch.device | str, seeds=(0, 1), mode: str | None = None):
+def build(method: str, data: Transitions, device: torch.device | str, seeds=(0, 1), mode: str | None = None,
+          matmul: str = "fp32"):
     table = TransitionTable.build(data, {"r": data.rewards}, -np.ones(ACT), np.ones(ACT), str(device))
-    specs = [PolicySpec(CONFIGS[method], seed, PolicyData("r"), *data.observation_stats()) for seed in seeds]
+    config = dataclasses.replace(CONFIGS[method], matmul=matmul)
+    specs = [PolicySpec(config, seed, PolicyData("r"), *data.observation_stats()) for seed in seeds]
     return build_learner(method, Problem(OBS, ACT, -np.ones(ACT), np.ones(ACT), 1000), specs, table, mode)
 
 
@@ -285,6 +288,25 @@ def test_graphed_learner(method, device, transitions):
                    eager_cpu_vs_device=floor)
     assert difference <= max(floor, 1e-6), line
     assert captured == (mode == "cuda-graph"), line
+
+
+@pytest.mark.parametrize("method", ["iql", "rebrac"])
+def test_bf16_graphed_learner(method, device, transitions):
+    """``rl.<learner>.matmul=bf16`` on the device, captured as ``resources.compile=auto`` does: it
+    trains, and its drift from eager bf16 is held to eager bf16's between CPU and device."""
+    mode = learner_compile_mode("auto", device)
+    eager = build(method, transitions, device, matmul="bf16")
+    graphed = build(method, transitions, device, mode=mode, matmul="bf16")
+    cpu = build(method, transitions, "cpu", matmul="bf16")
+    for learner in (eager, graphed, cpu):
+        learner.run(100)
+    values = graphed.metrics()
+    floor = relative_difference(weights(cpu), weights(eager))
+    difference = relative_difference(weights(eager), weights(graphed))
+    line = figures(f"bf16_graphed_{method}", mode=str(mode), graphed_vs_eager=difference, eager_cpu_vs_device=floor,
+                   **{k: round(v, 4) for k, v in values[0].items()})
+    assert all(math.isfinite(v) for row in values for v in row.values()), line
+    assert difference <= max(floor, 1e-6), line
 
 
 @pytest.mark.parametrize("method", ["iql", "rebrac", "bc"])

@@ -221,8 +221,22 @@ def test_stage_keys_hold_whole_sections(tmp_path):
     cfg = load_config(None)
     assert key_part(cfg.reward) == {k: v for k, v in to_dict(cfg.reward).items() if k != "batch_size"}
     assert set(key_part(cfg.task)) == set(to_dict(cfg.task)) - {"download", "make_missing"}
-    assert key_part(cfg.rl)["iql"] == to_dict(cfg.rl.iql)  # nested sections whole
+    # nested sections whole, but for a field added later at the value earlier artifacts computed with
+    assert key_part(cfg.rl)["iql"] == {k: v for k, v in to_dict(cfg.rl.iql).items() if k != "matmul"}
     assert "pool" not in key_part(cfg.diffusion) and key_part(cfg.embedding) == {"pool": "mean", "normalize": True}
+
+
+@pytest.mark.parametrize("learner", ["iql", "rebrac", "bc"])
+def test_a_policy_s_key_names_bf16_products_and_fp32_ones_keep_their_earlier_key(learner):
+    """rl.<learner>.matmul came after the policies in stores were keyed: fp32, what they computed,
+    keeps those keys; bf16 gets its own."""
+    from tge_ray.config import key_part
+
+    fp32 = load_config(None, [f"rl.{learner}.matmul=fp32"])
+    bf16 = load_config(None, [f"rl.{learner}.matmul=bf16"])
+    section = getattr(fp32.rl, learner)
+    assert key_part(section) == {k: v for k, v in to_dict(section).items() if k != "matmul"}
+    assert key_part(getattr(bf16.rl, learner)) == {**key_part(section), "matmul": "bf16"}
 
 
 def test_a_version_2_config_moves_pool_to_the_embedding_section(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def bc_learners(modes, n=200):
+def bc_learners(modes, n=200, hidden=16):
     """One BC learner per update mode in ``modes``, same data (``n`` transitions), seed and config."""
     import numpy as np
 
@@ -19,7 +19,7 @@ def bc_learners(modes, n=200):
     transitions = Transitions(obs[:-1], rng.uniform(-1, 1, (n, act_dim)), rng.uniform(size=n), obs[1:],
                               np.zeros(n, np.float32))
     table = TransitionTable.build(transitions, {"r": rng.uniform(size=n)}, -np.ones(act_dim), np.ones(act_dim))
-    spec = PolicySpec(BCConfig(hidden=16, batch_size=8), 3, PolicyData("r", None), *transitions.observation_stats())
+    spec = PolicySpec(BCConfig(hidden=hidden, batch_size=8), 3, PolicyData("r", None), *transitions.observation_stats())
     problem = Problem(obs_dim, act_dim, -np.ones(act_dim), np.ones(act_dim), 10)
     return {mode: build_learner("bc", problem, [spec], table, compile=mode) for mode in modes}
 

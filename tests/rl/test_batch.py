@@ -3,7 +3,8 @@
 With one intra-op thread the equality is bit for bit: every op of an update either acts on each
 policy's slice alone or reduces along the batch axis within one policy. With more threads, CPU
 reductions and BLAS may split a single policy's sums differently by batch shape, so the same
-weights agree to float32 rounding (checked at rtol 1e-4 after a few updates).
+weights agree to float32 rounding (checked at rtol 1e-4 after a few updates). Both hold with the
+hidden layers' products in bfloat16 (``matmul: bf16``) too.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ CONFIGS = {
     "iql-gaussian": IQLConfig(hidden=32, batch_size=16, actor="gaussian"),
     "rebrac": ReBRACConfig(hidden=32, batch_size=16),
     "bc": BCConfig(hidden=32, batch_size=16),
+    "iql-bf16": IQLConfig(hidden=32, batch_size=16, matmul="bf16"),  # bfloat16 hidden-layer products
+    "rebrac-bf16": ReBRACConfig(hidden=32, batch_size=16, matmul="bf16"),
 }
 
 

@@ -72,6 +72,25 @@ def test_an_update_dynamo_cannot_trace_falls_back_to_eager(caplog):
     assert same_params(learners[None], learners["default"])
 
 
+def test_a_learner_past_dynamo_s_recompile_limit_runs_eager(caplog):
+    """Every learner's update is one code object to Dynamo, compiled at most recompile_limit times
+    in a process (8 by default; bench_rl builds more). Past it a learner warns and trains eagerly
+    (it once ended the process), bit for bit where an eager learner ends."""
+    import torch
+
+    with torch._dynamo.config.patch(recompile_limit=1), caplog.at_level(logging.WARNING, logger="tge_ray.rl.learner"):
+        first = bc_learners([None, "default"], hidden=16)  # fills the one entry (if the process had none)
+        second = bc_learners([None, "default"], hidden=24)  # another program: one too many
+        for learners in (first, second):
+            for learner in learners.values():
+                learner.run(4)
+    warnings = [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert warnings and "Dynamo's limit of 1 learner programs" in warnings[-1], warnings
+    assert "raise torch._dynamo.config.recompile_limit" in warnings[-1]
+    assert second["default"].compile is None and second["default"].step == 4
+    assert same_params(second[None], second["default"])
+
+
 def test_a_cuda_graph_that_cannot_be_captured_runs_eager(caplog):
     """A failed CUDA graph capture (here: no CUDA at all) warns once and trains eagerly, on every
     later run too (the second run once replayed the failed capture's marker and crashed), and

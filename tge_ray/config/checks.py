@@ -12,6 +12,13 @@ NO_RESULT = {"changes_results": False}
 from), never what it computes, so it stays out of artifact keys. Every other field is in them."""
 
 
+def keyed_unless(value: Any) -> dict[str, Any]:
+    """``field(metadata=keyed_unless(v))``: a field added after artifacts were keyed without it,
+    whose value ``v`` computes what they computed. It enters a key only when set to something
+    else, so the artifacts made before it keep their keys."""
+    return {"keyed_unless": value}
+
+
 def check(ok: bool, name: str, value: Any, allowed: str) -> None:
     if not ok:
         raise ConfigError(f"{name}={value!r} is not allowed: {allowed}")

@@ -7,8 +7,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tge_ray.config.checks import check, in_range, positive, positive_values
+from tge_ray.config.checks import check, in_range, keyed_unless, positive, positive_values
 from tge_ray.errors import ConfigError
+
+MatmulPrecision = Literal["fp32", "bf16"]  # rl.<learner>.matmul: the hidden layers' products
 
 
 @dataclass
@@ -32,6 +34,9 @@ class IQLConfig:
         discount: gamma.
         tau: Polyak rate of the target critics (0.001, CORL's hopper-medium value; its default is
             0.005).
+        matmul: ``fp32``, or ``bf16``: the hidden layers' matrix products in bfloat16 (as
+            autocast; the output layer, parameters, gradients and optimiser stay fp32); faster
+            where the hardware multiplies bfloat16 natively (README: Matmul precision).
     """
 
     actor: Literal["deterministic", "gaussian"] = "deterministic"
@@ -44,6 +49,7 @@ class IQLConfig:
     batch_size: int = 256
     discount: float = 0.99
     tau: float | tuple[float, ...] = 0.001
+    matmul: MatmulPrecision = field(default="fp32", metadata=keyed_unless("fp32"))
 
     def __post_init__(self) -> None:
         for expectile in self.expectile if isinstance(self.expectile, tuple) else (self.expectile,):
@@ -84,6 +90,7 @@ class ReBRACConfig:
             while the batch mean stays beta; ``false`` keeps beta fixed.
         bc_sharpness: kappa >= 0; with ``adaptive_bc``, kappa > 0 uses
             beta_i = beta exp(kappa r_i) / mean exp(kappa r) instead (0 keeps the linear rule).
+        matmul: the hidden layers' products, ``fp32`` or ``bf16``, as ``rl.iql.matmul``.
     """
 
     hidden: int = 256
@@ -100,6 +107,7 @@ class ReBRACConfig:
     tau: float | tuple[float, ...] = 0.005
     adaptive_bc: bool = True
     bc_sharpness: float = 0.0
+    matmul: MatmulPrecision = field(default="fp32", metadata=keyed_unless("fp32"))
 
     def __post_init__(self) -> None:
         for name in ("hidden", "n_layers", "batch_size", "policy_freq"):
@@ -160,6 +168,7 @@ class BCConfig:
         batch_size: transitions per update.
         lr_schedule: ``constant`` (CORL's BC) or ``cosine`` (annealed to 0 at the last update, as
             IQL's actor).
+        matmul: the hidden layers' products, ``fp32`` or ``bf16``, as ``rl.iql.matmul``.
     """
 
     hidden: int = 256
@@ -167,6 +176,7 @@ class BCConfig:
     lr: float | tuple[float, ...] = 3e-4
     batch_size: int = 256
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    matmul: MatmulPrecision = field(default="fp32", metadata=keyed_unless("fp32"))
 
     def __post_init__(self) -> None:
         positive("rl.bc.hidden", self.hidden)

@@ -116,12 +116,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 def key_part(section: Any) -> dict[str, Any]:
     """A config section as a part of an artifact's key: every field, nested sections included,
     except those the schema marks as changing no result (``NO_RESULT``: batch sizes, where the
-    data comes from). A field added to a section is in the key of every stage that consumes it."""
+    data comes from) and those at the value that artifacts made before the field computed
+    (``keyed_unless``). A field added to a section is in the key of every stage that consumes it."""
     part: dict[str, Any] = {}
     for f in dataclasses.fields(section):
         if not f.metadata.get("changes_results", True):
             continue
         value = getattr(section, f.name)
+        if "keyed_unless" in f.metadata and value == f.metadata["keyed_unless"]:
+            continue
         part[f.name] = key_part(value) if dataclasses.is_dataclass(value) else to_plain(value)
     return part
 

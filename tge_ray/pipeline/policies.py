@@ -223,8 +223,9 @@ def policy_stage(
                 specs.append(PolicySpec(request.config, cfgs[request.run].seed + request.offset,
                                         PolicyData(request.reward, rows), *stats))
             labels = sorted({requests[i].label for i in chosen})
+            bf16 = ", hidden-layer products in bf16" if requests[chosen[0]].config.matmul == "bf16" else ""
             say(progress, f"[6/6] policies: {learner} x{len(chosen)} ({', '.join(labels)}), "
-                          f"{cfg.rl.steps} updates each, one batch on {device}, {_update_mode(cfg, device)}")
+                          f"{cfg.rl.steps} updates each, one batch on {device}, {_update_mode(cfg, device)}{bf16}")
             return _train(learner, specs, [requests[i] for i in chosen], table, cfg, task, folders, scratch,
                           env_id, env_kwargs, ref_min, ref_max, device, progress, report,
                           {k: selections[i] for k, i in enumerate(chosen) if i in selections},

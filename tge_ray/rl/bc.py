@@ -32,7 +32,8 @@ class BC(StackedLearner):
 
     def _build(self) -> None:
         cfg, problem = self.cfg, self.problem
-        self.actor_shape = MLPShape(problem.obs_dim, problem.act_dim, cfg.hidden, cfg.n_layers, tanh_output=True)
+        self.actor_shape = MLPShape(problem.obs_dim, problem.act_dim, cfg.hidden, cfg.n_layers, tanh_output=True,
+                                  matmul=cfg.matmul)
         self.params = self._to_device(init_mlp("actor", self.actor_shape, self.generators()))
         group = ParamGroup(list(self.params), self.hyper("lr").view(-1), schedule=cfg.lr_schedule)
         self.optimizers = {"adam": StackedAdam(self.params, [group], problem.total_steps)}

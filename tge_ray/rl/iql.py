@@ -44,9 +44,9 @@ class IQL(StackedLearner):
     def _build(self) -> None:
         cfg, problem = self.cfg, self.problem
         obs, act = problem.obs_dim, problem.act_dim
-        self.actor_shape = MLPShape(obs, act, cfg.hidden, cfg.n_layers, tanh_output=True)
-        self.critic_shape = MLPShape(obs + act, 1, cfg.hidden, cfg.n_layers)
-        self.value_shape = MLPShape(obs, 1, cfg.hidden, cfg.n_layers)
+        self.actor_shape = MLPShape(obs, act, cfg.hidden, cfg.n_layers, tanh_output=True, matmul=cfg.matmul)
+        self.critic_shape = MLPShape(obs + act, 1, cfg.hidden, cfg.n_layers, matmul=cfg.matmul)
+        self.value_shape = MLPShape(obs, 1, cfg.hidden, cfg.n_layers, matmul=cfg.matmul)
         generators = self.generators()
         params = {
             **init_mlp("actor", self.actor_shape, generators),

@@ -57,8 +57,8 @@ class ReBRAC(StackedLearner):
     def _build(self) -> None:
         cfg, problem = self.cfg, self.problem
         obs, act = problem.obs_dim, problem.act_dim
-        self.actor_shape = MLPShape(obs, act, cfg.hidden, cfg.n_layers, tanh_output=True)
-        self.critic_shape = MLPShape(obs + act, 1, cfg.hidden, cfg.n_layers, layer_norm=True)
+        self.actor_shape = MLPShape(obs, act, cfg.hidden, cfg.n_layers, tanh_output=True, matmul=cfg.matmul)
+        self.critic_shape = MLPShape(obs + act, 1, cfg.hidden, cfg.n_layers, layer_norm=True, matmul=cfg.matmul)
         generators = self.generators()
         # CORL: actor without LayerNorm, EDAC init, last layer U(-1e-3, 1e-3); critics U(-3e-3, 3e-3)
         params = {

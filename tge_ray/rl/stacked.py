@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,12 @@ LAYER_NORM_EPS = 1e-6
 @dataclass(frozen=True)
 class MLPShape:
     """An MLP: ``n_layers`` hidden Linear+ReLU(+LayerNorm) layers of width ``hidden``, then a
-    Linear to ``out_dim`` (and tanh when ``tanh_output``)."""
+    Linear to ``out_dim`` (and tanh when ``tanh_output``).
+
+    ``matmul="bf16"`` multiplies each hidden layer's input and weight in bfloat16 (the BLAS sums
+    the products in fp32 and rounds the sum to bfloat16, as autocast does; the bias is added in
+    fp32); the output layer, the parameters, their gradients and the optimiser stay fp32. An
+    actor's state carries it, so a policy acts as it trained."""
 
     in_dim: int
     out_dim: int
@@ -38,6 +44,7 @@ class MLPShape:
     n_layers: int
     layer_norm: bool = False
     tanh_output: bool = False
+    matmul: Literal["fp32", "bf16"] = "fp32"
 
     @property
     def dims(self) -> list[int]:
@@ -87,8 +94,11 @@ def init_mlp(
     return params
 
 
-def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """x @ weight + bias for (M, B, in), (M, in, out), (M, 1, out); see the module docstring."""
+def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    """x @ weight + bias for (M, B, in), (M, in, out), (M, 1, out); see the module docstring.
+    ``bf16``: the product of x and weight in bfloat16 (see :class:`MLPShape`)."""
+    if bf16:
+        return torch.bmm(x.to(torch.bfloat16), weight.to(torch.bfloat16)).float() + bias
     if torch.compiler.is_compiling():
         return torch.bmm(x, weight) + bias
     return torch.baddbmm(bias, x, weight)
@@ -96,8 +106,9 @@ def affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
 
 def mlp_forward(params: dict[str, torch.Tensor], name: str, shape: MLPShape, x: torch.Tensor) -> torch.Tensor:
     """(M, B, in) -> (M, B, out) through the stacked MLP ``name``."""
+    bf16 = shape.matmul == "bf16"
     for layer in range(shape.n_layers):
-        x = torch.relu(affine(x, params[f"{name}.w{layer}"], params[f"{name}.b{layer}"]))
+        x = torch.relu(affine(x, params[f"{name}.w{layer}"], params[f"{name}.b{layer}"], bf16))
         if shape.layer_norm:
             x = F.layer_norm(x, (shape.hidden,), eps=LAYER_NORM_EPS)
             x = torch.addcmul(params[f"{name}.ln_shift{layer}"], x, params[f"{name}.ln_scale{layer}"])
