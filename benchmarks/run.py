@@ -152,7 +152,8 @@ def summary_rows(details: dict[str, Any], device: str = "cpu") -> list[dict[str,
     for algo, policies, label in (("iql", 1, "IQL updates"), ("iql", 8, "IQL x8 policy-updates"),
                                   ("rebrac", 1, "ReBRAC updates"), ("bc", 1, "BC updates")):
         ours = max((r["policy_updates_per_s"] for r in rl.get("results", []) if r["algo"] == algo
-                    and r["policies"] == policies and r["name"].startswith("tge_ray")), default=None)
+                    and r["policies"] == policies and r["name"].startswith("tge_ray")
+                    and r.get("matmul", "fp32") == "fp32"), default=None)  # the targets are fp32's
         add(label, ours, "1/s", corl if (algo, policies) == ("iql", 1) else None)
         if not gpu:
             add(f"{label}, fp32 FLOP bound", _get(rl, "flop_bound_policy_updates_per_s", algo), "1/s")
