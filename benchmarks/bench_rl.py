@@ -3,13 +3,16 @@
     python benchmarks/bench_rl.py --corl-iql CORL/algorithms/offline/iql.py     # writes benchmarks/rl.json
     python benchmarks/bench_rl.py --smoke-test                                   # seconds, writes nothing
     python benchmarks/bench_rl.py --device cuda --out rl-gpu.json               # on a GPU
+    python benchmarks/bench_rl.py --matmul fp32,bf16 --out rl-bf16.json         # bf16 rows beside fp32
 
 Rows: CORL's ``algorithms/offline/iql.py`` imported unmodified (``--corl-iql``; see
 ``benchmarks/_corl.py``) and timed in this process with its own replay buffer and update; our
 IQL (batch 256) with P = 1 and P = 8 policies, ReBRAC (batch 1024) and BC (256) with P = 1, each
 eager and in every update mode that applies (``torch.compile`` on a CPU, CUDA graphs on a GPU);
 on a GPU also IQL with P = 64 and the batches of ``tge run paper`` at 3 RL seeds (IQL x6, BC x3).
-A policy-update is one update of one policy; a batch of P does P per step.
+A policy-update is one update of one policy; a batch of P does P per step. ``--matmul fp32,bf16``
+adds every row again with the hidden layers' products in bf16 (``rl.<learner>.matmul``) and a bf16
+256-cube matmul for their bound; the targets are read on the fp32 rows.
 
 The bound: every learner's update is a fixed number of matmul FLOPs (IQL ~0.53 GFLOP at batch
 256: 4 MLPs forward and backward, 3 forward only; ReBRAC ~3.35 at 1024; BC ~0.106), so a

@@ -3,8 +3,9 @@
 With one intra-op thread the equality is bit for bit: every op of an update either acts on each
 policy's slice alone or reduces along the batch axis within one policy. With more threads, CPU
 reductions and BLAS may split a single policy's sums differently by batch shape, so the same
-weights agree to float32 rounding (checked at rtol 1e-4 after a few updates). Both hold with the
-hidden layers' products in bfloat16 (``matmul: bf16``) too.
+weights agree to float32 rounding (checked at rtol 1e-4 after a few updates). With the hidden
+layers' products in bfloat16 (``matmul: bf16``, the ``-bf16`` rows) the one-thread equality and
+resume hold too.
 """
 
 from __future__ import annotations
