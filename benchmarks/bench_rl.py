@@ -144,6 +144,7 @@ def learner_runner(name: str, policies: int, table: TransitionTable, stats: tupl
         learner.metrics()  # the training loop reads metrics every log_every updates: once per window here
 
     run.first_call_s = run_first_call_s  # type: ignore[attr-defined]  # compile or capture included
+    run.matmul = matmul  # type: ignore[attr-defined]
     return run
 
 
@@ -241,7 +242,6 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, cache: 
                 name = f"tge_ray {algo} x{policies} ({mode}{', bf16' if precision == 'bf16' else ''})"
                 print(f"  building {name}", flush=True)
                 runner = learner_runner(algo, policies, table, stats, None if mode == "eager" else mode, precision)
-                runner.matmul = precision  # type: ignore[attr-defined]
                 entries.append((name, algo, policies, mode, runner, chunk_for(algo, policies, guess)))
     print(f"timing {len(entries)} rows in {repeats} interleaved rounds", flush=True)
     rates = interleaved_best([(run, chunk) for *_, run, chunk in entries], repeats, device)

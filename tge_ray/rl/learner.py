@@ -178,16 +178,17 @@ class StackedLearner:
             try:
                 metrics = program()
             except (torch._dynamo.exc.TorchDynamoException, torch._dynamo.exc.FailOnRecompileLimitHit) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                fix = ("Install a C++ compiler (g++) to compile, or set resources.compile=false"
-                       if isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)
-                       else "Set resources.compile=false to skip the attempt")
                 if isinstance(exc, torch._dynamo.exc.FailOnRecompileLimitHit):
                     # every learner's phases share one code object, which Dynamo compiles at most
                     # recompile_limit times a process: one program per learner config and shape
                     limit = torch._dynamo.config.recompile_limit
                     reason = f"this process compiled Dynamo's limit of {limit} learner programs"
                     fix = "Train fewer learner configs in one process, or raise torch._dynamo.config.recompile_limit"
+                else:
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    fix = ("Install a C++ compiler (g++) to compile, or set resources.compile=false"
+                           if isinstance(exc, torch._dynamo.exc.BackendCompilerFailed)
+                           else "Set resources.compile=false to skip the attempt")
                 log.warning("%s: torch.compile failed (%s); running eager. %s", self.name, reason, fix)
                 self.compile = "cuda-graph" if self.compile == "compiled-cuda-graph" else None
                 self._phases = self._make_phases(None)

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from tge_ray.config.learners import MatmulPrecision
 
 # Flax's LayerNorm epsilon (CORL's ReBRAC is written in JAX/Flax).
 LAYER_NORM_EPS = 1e-6
@@ -44,7 +45,7 @@ class MLPShape:
     n_layers: int
     layer_norm: bool = False
     tanh_output: bool = False
-    matmul: Literal["fp32", "bf16"] = "fp32"
+    matmul: MatmulPrecision = "fp32"
 
     @property
     def dims(self) -> list[int]:
