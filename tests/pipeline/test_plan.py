@@ -8,7 +8,7 @@ import pytest
 
 from tge_ray.config import load_config, resolve_config_path
 from tge_ray.pipeline.artifacts import Artifact
-from tge_ray.pipeline.policies import plan
+from tge_ray.pipeline.policies import plan, policy_key
 from tge_ray.rl.train import evaluation_seed
 
 REWARDS = Artifact(Path(), "rewards-test", reused=False)
@@ -36,3 +36,14 @@ def test_the_seeds_of_a_run_are_scored_in_environments_of_their_own(num_envs):
     environments = [{evaluation_seed(seed, num_envs) + i for i in range(num_envs)} for seed in range(12)]
     assert sum(map(len, environments)) == len(set().union(*environments))  # no environment seed twice
     assert evaluation_seed(0, num_envs) == 10_000  # seed 0: where its earlier policies were scored
+
+
+@pytest.mark.parametrize("backbone", ["iql", "rebrac"])
+def test_a_learner_s_revision_enters_its_policies_keys_from_1_on(backbone):
+    """ReBRAC's revision 1 (its target actor follows the actor before the actor's step) keys its
+    policies apart from those stored before; IQL and BC, at revision 0, keep the keys they had."""
+    cfg = load_config(resolve_config_path("smoke"), [f"rl.backbone={backbone}", "methods=[tge,bc]"])
+    keys = {request.learner: policy_key(request, cfg) for request in plan(cfg, 0, REWARDS)}
+    assert set(keys) == {backbone, "bc"}
+    assert keys[backbone].get("learner_revision") == (1 if backbone == "rebrac" else None)
+    assert "learner_revision" not in keys["bc"]

@@ -104,6 +104,21 @@ def test_rebrac_updates_its_actor_every_policy_freq(transitions):
     assert all(torch.equal(moved[k], learner.params[k]) for k in moved)
 
 
+def test_rebrac_s_targets_follow_the_actor_before_its_step_and_the_critics_after_theirs(transitions):
+    """CORL's update_actor: the target actor moves towards the actor's parameters before the
+    actor's step, the target critics towards the critics after this update's critic step."""
+    learner = build("rebrac", transitions, cfg=dataclasses.replace(CONFIGS["rebrac"], tau=0.3), seeds=(0, 1))
+    before = {k: v.clone() for k, v in learner.params.items()}
+    targets = {k: v.clone() for k, v in learner.targets.items()}
+    learner.run(1)  # step 0: critic step, actor step, both targets
+    for name in learner.actor_names:
+        assert not torch.equal(before[name], learner.params[name])
+        assert torch.equal(learner.targets[name], targets[name].lerp(before[name], learner.tau_actor))
+    for name in learner.critic_names:
+        assert not torch.equal(before[name], learner.params[name])
+        assert torch.equal(learner.targets[name], targets[name].lerp(learner.params[name], learner.tau_critic))
+
+
 def test_gaussian_actor_learns_its_log_std(transitions):
     learner = build("iql", transitions, cfg=dataclasses.replace(CONFIGS["iql"], actor="gaussian"))
     assert learner.params["log_std"].shape == (1, 1, ACT)

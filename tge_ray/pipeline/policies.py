@@ -143,6 +143,36 @@ def reference_scores(task: LfOTask) -> tuple[float, float]:
     return ref_min, ref_max
 
 
+def policy_key(request: PolicyRequest, run_cfg: ExperimentConfig) -> dict[str, Any]:
+    """What a policy's artifact key is made of: ``request``'s learner, config, seed, reward and
+    rows, and ``run_cfg``'s budget, data and evaluation."""
+    from tge_ray.rl.registry import learner_entry
+    from tge_ray.rl.train import evaluation_seed
+
+    rows = None
+    if request.filtered:
+        rows = {"filter": "tge-episodes", "fraction": run_cfg.rl.fbc.fraction,
+                "prior_transitions": run_cfg.rl.fbc.prior * run_cfg.windows.horizon}
+    seed = run_cfg.seed + request.offset
+    deps = {
+        "format": POLICY_FORMAT,
+        "learner": request.learner,
+        "config": key_part(request.config),  # the object the learner consumes
+        "steps": run_cfg.rl.steps,
+        "seed": seed,
+        "reward": request.reward,
+        "rows": rows,
+        "data": data_dependencies(run_cfg),
+        "evaluation": key_part(run_cfg.evaluation),
+    }
+    if seed:  # from seed 1 on: seed 0 is scored where it was before the key named the environments
+        deps["evaluation_seed"] = evaluation_seed(seed, run_cfg.evaluation.num_envs)
+    revision = learner_entry(request.learner).revision
+    if revision:  # from 1 on: a learner at revision 0 keeps its keys
+        deps["learner_revision"] = revision
+    return deps
+
+
 def policy_stage(
     cfgs: Sequence[ExperimentConfig],
     requests: Sequence[PolicyRequest],
@@ -167,7 +197,7 @@ def policy_stage(
     from tge_ray.rl.filtered import top_episodes
     from tge_ray.rl.learner import PolicySpec, Problem
     from tge_ray.rl.table import PolicyData, TransitionTable
-    from tge_ray.rl.train import action_box, evaluation_seed
+    from tge_ray.rl.train import action_box
 
     cfg = cfgs[0]
     env_id, env_kwargs = eval_environment(cfg, task)
@@ -183,28 +213,6 @@ def policy_stage(
         run_cfg = cfgs[request.run]
         return top_episodes(columns[request.reward], task.mixed.episode_ids, run_cfg.rl.fbc.fraction,
                             prior=run_cfg.rl.fbc.prior * run_cfg.windows.horizon)
-
-    def dependencies(request: PolicyRequest) -> dict[str, Any]:
-        run_cfg = cfgs[request.run]
-        rows = None
-        if request.filtered:
-            rows = {"filter": "tge-episodes", "fraction": run_cfg.rl.fbc.fraction,
-                    "prior_transitions": run_cfg.rl.fbc.prior * run_cfg.windows.horizon}
-        seed = run_cfg.seed + request.offset
-        deps = {
-            "format": POLICY_FORMAT,
-            "learner": request.learner,
-            "config": key_part(request.config),  # the object the learner consumes
-            "steps": run_cfg.rl.steps,
-            "seed": seed,
-            "reward": request.reward,
-            "rows": rows,
-            "data": data_dependencies(run_cfg),
-            "evaluation": key_part(run_cfg.evaluation),
-        }
-        if seed:  # from seed 1 on: seed 0 is scored where it was before the key named the environments
-            deps["evaluation_seed"] = evaluation_seed(seed, run_cfg.evaluation.num_envs)
-        return deps
 
     artifacts: list[Artifact | None] = [None] * len(requests)
     for learner, members in _batches(requests).items():
@@ -231,7 +239,7 @@ def policy_stage(
                           {k: selections[i] for k, i in enumerate(chosen) if i in selections},
                           Problem(table.obs_dim, table.act_dim, low, high, cfg.rl.steps))
 
-        built = store.get_or_build_many(STAGE, [dependencies(requests[i]) for i in members], build)
+        built = store.get_or_build_many(STAGE, [policy_key(requests[i], cfgs[requests[i].run]) for i in members], build)
         for i, artifact in zip(members, built):
             artifacts[i] = artifact
         if progress and all(a.reused for a in built):

@@ -6,7 +6,8 @@ adaptive actor BC weight for TGE rewards.
             a'~  = clip(pi'(s') + clip(N(0, 0.2^2), -0.5, 0.5), -1, 1),  a' = dataset next action
     actor:  L_pi = E[ beta_1,i ||pi(s) - a||^2 - lambda min_j Q_j(s, pi(s)) ],  lambda = 1/E|Q| (no grad)
             every ``policy_freq`` updates (the first one included), after that update's critic
-            step, followed by Polyak updates of the target actor and target critics, as in CORL.
+            step, with Polyak updates of the target actor (towards the actor before its step) and
+            of the target critics (towards the critics after theirs), as in CORL.
 
 Adaptive BC weight (``rebrac.adaptive_bc=true``, the default; ``false`` uses beta_1,i = beta_1):
 
@@ -43,7 +44,7 @@ TWIN = 2
 ACTOR_METRICS = ("actor_loss", "bc_mse", "bc_weight_max")
 
 
-@register_learner("rebrac", ReBRACConfig, section="rl.rebrac")
+@register_learner("rebrac", ReBRACConfig, section="rl.rebrac", revision=1)
 class ReBRAC(StackedLearner):
     """ReBRAC: deterministic tanh actor, twin LayerNorm critics, BC in actor and critic."""
 
@@ -149,9 +150,11 @@ class ReBRAC(StackedLearner):
         if phase == 0:
             actor = {k: self.params[k] for k in self.actor_names}
             grads, actor_metrics = torch.func.grad(self._actor_loss, has_aux=True)(actor, batch)
-            self.optimizers["actor"].step(self.params, grads)
+            # CORL's target actor follows the actor as it was before this step (optax.incremental_update
+            # of the old state's params), its target critics the critic after this update's critic step
             polyak_([self.targets[k] for k in self.actor_names], [self.params[k] for k in self.actor_names],
                     self.tau_actor)
+            self.optimizers["actor"].step(self.params, grads)
             polyak_([self.targets[k] for k in self.critic_names], [self.params[k] for k in self.critic_names],
                     self.tau_critic)
             for name, value in actor_metrics.items():

@@ -30,12 +30,17 @@ class LearnerEntry:
         builder: the learner class; called as ``builder(problem, policies, table, compile=...)``,
             each policy's :class:`tge_ray.rl.learner.PolicySpec` carrying its ``config_type``
             object (the section, with this policy's per-policy values).
+        revision: raised when a change of the learner's code changes what one config trains
+            (ReBRAC 1: its target actor follows the actor before the actor's step, as CORL's).
+            From 1 on it is part of a policy's artifact key, so a stored policy of an earlier
+            revision is trained again rather than reused; at 0 the key leaves it out.
     """
 
     name: str
     config_type: type
     section: str
     builder: Callable[..., Any]
+    revision: int = 0
 
     def config_of(self, experiment: Any) -> Any:
         """This learner's config object inside an experiment config."""
@@ -50,13 +55,14 @@ class LearnerEntry:
 _REGISTRY: dict[str, LearnerEntry] = {}
 
 
-def register_learner(name: str, config_type: type, *, section: str) -> Callable[[T], T]:
-    """Class decorator: register ``cls`` as learner ``name`` configured by ``section``."""
+def register_learner(name: str, config_type: type, *, section: str, revision: int = 0) -> Callable[[T], T]:
+    """Class decorator: register ``cls`` as learner ``name`` configured by ``section``, at ``revision``
+    (:attr:`LearnerEntry.revision`)."""
 
     def decorate(cls: T) -> T:
         if name in _REGISTRY and _REGISTRY[name].builder is not cls:
             raise ValueError(f"learner {name!r} is registered twice")
-        _REGISTRY[name] = LearnerEntry(name, config_type, section, cls)
+        _REGISTRY[name] = LearnerEntry(name, config_type, section, cls, revision)
         return cls
 
     return decorate

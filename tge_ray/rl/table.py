@@ -65,7 +65,9 @@ class TransitionTable:
         action_high: np.ndarray,
         device: str | torch.device = "cpu",
     ) -> TransitionTable:
-        """Columns [obs | action | next_obs | next_action | terminal | rewards...], float32."""
+        """Columns [obs | action | next_obs | next_action | terminal | rewards...], float32; actions
+        mapped from the action box to [-1, 1] and clipped there (CORL does not clip: a dataset
+        action outside the box is taken at its edge)."""
         transitions = transitions.with_next_actions()
         low, high = np.asarray(action_low, np.float32), np.asarray(action_high, np.float32)
         center, half = (high + low) / 2, (high - low) / 2
