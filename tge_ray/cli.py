@@ -68,12 +68,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     from tge_ray.config import describe_fields, to_dict
 
-    if args.fields:
-        rows = describe_fields()
+    if args.fields:  # the resolved config's values: the default run's unless CONFIG or overrides say otherwise
+        rows = describe_fields(instance=_load(args.items))
         width = max(len(r[0]) for r in rows)
-        default_width = max(len(r[1]) for r in rows)
-        for key, default, kind, doc in rows:
-            print(f"{key:<{width}}  {default:<{default_width}}  {kind}")
+        value_width = max(len(r[1]) for r in rows)
+        for key, value, kind, doc in rows:
+            print(f"{key:<{width}}  {value:<{value_width}}  {kind}")
             print(f"    {doc.replace('``', '')}")
         return 0
     print(yaml.safe_dump(to_dict(_load(args.items)), sort_keys=False), end="")
@@ -244,11 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         "config",
         help="print the resolved config, or every field with --fields",
         description="Print the resolved config of CONFIG (a YAML file or a packaged name) with the "
-        "key.sub=value overrides applied. --fields lists every key with its default, its type and "
+        "key.sub=value overrides applied. --fields lists every key with its value there, its type and "
         "what it does.",
     )
     config.add_argument("items", nargs="*", metavar="[CONFIG] [key=value]")
-    config.add_argument("--fields", action="store_true", help="list every key with its default, type and what it does")
+    config.add_argument("--fields", action="store_true",
+                        help="list every key with its value in the resolved config, its type and what it does")
     config.set_defaults(func=cmd_config)
 
     report = sub.add_parser(

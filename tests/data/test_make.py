@@ -109,6 +109,8 @@ def test_any_env_with_an_expert_file(datasets_path):
         ({"dataset_id": "tge/hopper/random-v0", "size": 0}, "size=0 must be > 0"),
         ({"env_id": "CartPole-v1", "expert_path": "x.pt"}, "not continuous control"),
         ({"env_id": "Hopper-v5", "expert_path": "missing.pt"}, "does not exist"),
+        ({"env_id": "Swimmer-v5", "expert_path": "missing/swimmer-v5_expert.pt", "quality": "medium"},
+         "'missing/swimmer-v5_expert.pt' does not exist: give the actor file `tge data train-expert --env Swimmer-v5`"),
         ({"env_id": "NoSuchEnv-v0", "expert_path": "x.pt"}, "cannot make env 'NoSuchEnv-v0'"),
         ({"env_id": "Hopper-v5", "expert_path": str(experts.EXPERTS_DIR / "walker2d_expert.pt")},
          "trained on Walker2d-v5 .* pass --env Walker2d-v5"),

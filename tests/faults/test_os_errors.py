@@ -208,17 +208,33 @@ def test_full_file_system_is_one_line(tiny_datasets, tmpfs, run_env):
 
 
 def test_fields_are_aligned_on_one_line_each(capsys):
-    from tge_ray.config import describe_fields
+    from tge_ray.config import describe_fields, load_config, resolve_config_path
 
     assert main(["config", "--fields"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("    ")]
-    rows = describe_fields()
+    rows = describe_fields(instance=load_config(resolve_config_path("default")))
     assert len(lines) == len(rows) > 60  # one line per field besides its documentation line
     for line, (key, default, kind, _) in zip(lines, rows):
         assert line.startswith(key + " ") and line[len(key):].lstrip().startswith(default + " "), line
         assert line.endswith("  " + kind), line
     assert len({len(line) - len(kind) for line, (_, _, kind, _) in zip(lines, rows)}) == 1  # one type column
     assert "one of 'auto', true, false" in "\n".join(lines)  # YAML's booleans, as the user writes them
+
+
+def test_fields_show_the_resolved_config_s_values(capsys):
+    """--fields lists the values of the config `tge run` would use: the default run's without
+    CONFIG, the named config's with its overrides; a bad override is one line and exit 2."""
+
+    def values(*items: str) -> dict[str, str]:
+        assert main(["config", "--fields", *items]) == 0
+        rows = [line.split() for line in capsys.readouterr().out.splitlines() if not line.startswith("    ")]
+        return {row[0]: row[1] for row in rows}
+
+    default, paper = values(), values("paper", "rl.steps=7")
+    assert (default["task.n_expert_trajs"], default["rl.steps"], default["diffusion.steps"]) == ("200", "15000", "600")
+    assert (paper["task.n_expert_trajs"], paper["rl.steps"], paper["diffusion.steps"]) == ("30", "7", "20000")
+    assert main(["config", "--fields", "bogus.key=3"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_a_long_default_stays_on_its_line():

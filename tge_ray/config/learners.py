@@ -67,7 +67,8 @@ class IQLConfig:
 
 @dataclass
 class ReBRACConfig:
-    """ReBRAC (Tarasov et al., 2023) hyper-parameters, CORL's defaults, plus an adaptive BC weight.
+    """ReBRAC (Tarasov et al., 2023) hyper-parameters, those of CORL's hopper-medium-v2 config (its
+    ``Config`` defaults differ in the two BC weights: 1.0 each), plus an adaptive BC weight.
 
     ``actor_lr``, ``critic_lr``, ``actor_bc_coef``, ``critic_bc_coef`` and ``tau`` take one value,
     or a list of one per RL seed (``rl.seeds``).
@@ -217,10 +218,10 @@ class RLConfig:
     """Offline RL on the labelled transitions.
 
     Attributes:
-        backbone: TGE's learner: ``iql`` (the default, as DESIGN.md), ``rebrac``, or ``fbc``
+        backbone: TGE's learner: ``iql`` (the default; the paper's more stable one), ``rebrac``, or ``fbc``
             (TGE-filtered BC); BC and oracle-IQL are baselines chosen with ``methods``.
-        steps: gradient updates per policy (1M, the budget of CORL, SMODICE and OTR; the
-            ``default`` config trains fewer to fit a laptop).
+        steps: gradient updates per policy (``paper``: 1M, the budget of CORL, SMODICE and OTR;
+            ``default``: fewer, to fit a laptop).
         seeds: RL seeds per method over the same rewards (seed, seed + 1, ...); methods that
             share a learner train with all their seeds as one batch; scores are mean ± std.
         iql: IQL hyper-parameters (also the oracle baseline's).

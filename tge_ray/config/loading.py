@@ -245,21 +245,23 @@ def field_docs(cls: Any) -> dict[str, str]:
     return docs
 
 
-def describe_fields(cls: Any = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(dotted key, default, type, what it does) rows for every leaf field; used by ``tge config``."""
+def describe_fields(cls: Any = ExperimentConfig, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str, str]]:
+    """(dotted key, value, type, what it does) rows for every leaf field; used by ``tge config --fields``.
+    The values are ``instance``'s (a resolved config), or the dataclasses' own defaults without one."""
     rows = []
-    instance = cls()
+    if instance is None:
+        instance = cls()
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         dotted = f"{prefix}{f.name}"
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
-            rows.extend(describe_fields(type(value), dotted + "."))
+            rows.extend(describe_fields(type(value), dotted + ".", value))
         else:
             shown = list(value) if isinstance(value, tuple) else value
             # One line whatever the value: YAML ends a bare scalar with "...", folds long ones.
             dumped = yaml.safe_dump(shown, default_flow_style=True, width=10**9)
-            default = dumped.strip().removesuffix("...").strip().replace("\n", " ")
-            rows.append((dotted, default, _type_name(hints[f.name]), docs.get(f.name, "")))
+            text = dumped.strip().removesuffix("...").strip().replace("\n", " ")
+            rows.append((dotted, text, _type_name(hints[f.name]), docs.get(f.name, "")))
     return rows

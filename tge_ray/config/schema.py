@@ -167,11 +167,11 @@ class RewardConfig:
         scale: how raw rewards are scaled before offline RL: ``rank`` (each reward's quantile among
             D_mu's), ``minmax`` to [0, 1] over D_mu, ``standard`` to mean 0 and std 1, ``none``
             raw; ``auto``: rank for the iql backbone, minmax for rebrac and fbc.
-        expert_windows: which demo windows form the index Z_E: ``all`` (every step's, as
-            DESIGN.md) or ``complete`` (only those wholly inside their episode: a padded window
+        expert_windows: which demo windows form the index Z_E: ``all`` (every step's, the
+            method's definition) or ``complete`` (only those wholly inside their episode: a padded window
             shows a frozen system).
         skip_demo_start: windows left out of Z_E at the start of each demo episode; they show
-            the reset state every episode shares (0 keeps them all, as DESIGN.md).
+            the reset state every episode shares (0 keeps them all, the method's definition).
         batch_size: windows per Ray Data batch in the embedding and reward stages; changes no
             result (kept out of artifact keys).
     """

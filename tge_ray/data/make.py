@@ -221,7 +221,7 @@ def _parse_id(dataset_id: str) -> tuple[str, str]:
     task, quality = match.groups()
     if task not in TASKS:
         raise DataError(f"unknown task {task!r} in {dataset_id!r}: use one of {', '.join(TASKS)} "
-                        f"(or --env ENV_ID --expert PATH for another env)")
+                        f"(another env's data: `tge data make --env ENV_ID --expert PATH`)")
     if quality not in QUALITIES:
         raise DataError(f"unknown quality {quality!r} in {dataset_id!r}: use one of {', '.join(QUALITIES)}")
     return task, quality
@@ -271,6 +271,9 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
         if expert_path is None:
             raise DataError(f"--env {env_id} needs --expert PATH (an actor state_dict) for its reference score")
         record = experts.expert_record(expert_path)
+        if quality == "medium" and not Path(expert_path).is_file():
+            raise DataError(f"expert file {str(expert_path)!r} does not exist: give the actor file `tge data "
+                            f"train-expert --env {env_id}` writes (DIR/<name>_expert.pt)")
         if quality == "medium" and record is None:
             raise DataError("quality 'medium' with --env needs --expert DIR/<name>_expert.pt as `tge data "
                             "train-expert` writes it, with <name>_medium.pt and <name>.json beside it")
