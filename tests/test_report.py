@@ -295,7 +295,7 @@ def test_sweep_report(finished_sweep, tmp_path, capsys):
 
     # Best per dataset: the best finished trial's score; the full table: one row per trial.
     best = done.loc[done["score_mean"].idxmax()]
-    assert f"| {best.dataset} | {best.score_mean:.1f} ± {best.score_std:.1f} | {best.horizon} |" in md_text
+    assert f"| {best.dataset} | {best.trial_id} | {best.score_mean:.1f} ± {best.score_std:.1f} | {best.horizon} |" in md_text
     trial_rows = [line for line in md_text.splitlines() if re.match(r"^\| [0-9a-f]+_\d+ \| ", line)]
     assert len(trial_rows) == len(table)
     assert "artifacts are gone" not in md_text

@@ -71,6 +71,10 @@ def test_sweep_killed_then_resumed(smoke_run, tiny_datasets, tmp_path):
     assert "diffusion models trained: 0, reused: 2" in resumed.stdout
     for name in ("best.md", "score_vs_sigma.png", "score_by_backbone.png"):
         assert (sweep / name).is_file()
+    # best.md names each best row's trial, whose params.json holds every value it drew
+    best_trials = [line.split("|")[2].strip() for line in (sweep / "best.md").read_text().splitlines()
+                   if line.startswith("| ") and not line.startswith("| dataset")]
+    assert best_trials and all(json.loads((sweep / t / "params.json").read_text()) for t in best_trials)
 
 
 def _smoke_sweep_cli(storage: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -108,3 +112,17 @@ def test_concurrency_is_lowered_to_what_the_cpus_hold():
     assert fit_concurrency(2, 0.25, 0.5, 2) == (2, None)  # benchmarks/sweep_speed.yaml's settings
     assert fit_concurrency(8, 0.5, 1.0, 64) == (8, None)
     assert fit_concurrency(4, 4.0, 1.0, 2)[0] == 1  # never below one trial
+
+
+@pytest.mark.parametrize(("steps", "every"), [(15000, 5000), (12000, 5000), (10, 3), (7, 7)])
+def test_each_evaluation_reports_at_its_own_index_and_the_final_at_max_t(steps, every):
+    """A retried or resumed trial does not report its stored evaluations again, and one whose
+    policies are all stored reports only its final: ASHA's index of an evaluation comes from its
+    update step (evaluations every `every` updates and at the last), the final's is max_t."""
+    from tge_ray.config import load_config, resolve_config_path
+    from tge_ray.sweep.tune import _max_evaluations, evaluation_index
+
+    cfg = load_config(resolve_config_path("smoke"), [f"rl.steps={steps}", f"evaluation.every={every}"])
+    eval_steps = [s for s in range(1, steps + 1) if (s % every == 0 and s < steps) or s == steps]
+    assert [evaluation_index(s, cfg) for s in eval_steps] == list(range(1, len(eval_steps) + 1))
+    assert _max_evaluations(cfg) == len(eval_steps) + 1

@@ -163,7 +163,8 @@ class RewardConfig:
     Attributes:
         kernel: ``log`` (the paper's) or ``gaussian`` (ablation).
         k: expert neighbours per transition (exact search).
-        sigma: kernel temperature (> 0).
+        sigma: kernel temperature (> 0); the gaussian kernel needs sigma >= 0.16 on normalised
+            embeddings, or far windows' rewards underflow to 0 and tie.
         scale: how raw rewards are scaled before offline RL: ``rank`` (each reward's quantile among
             D_mu's), ``minmax`` to [0, 1] over D_mu, ``standard`` to mean 0 and std 1, ``none``
             raw; ``auto``: rank for the iql backbone, minmax for rebrac and fbc.

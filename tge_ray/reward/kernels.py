@@ -6,7 +6,11 @@ returns *squared* distances; :func:`euclidean_from_squared` is the one place tha
 (``tge_ray.reward.knn`` calls it, so everything downstream of the index is Euclidean).
 
     log (default):  r = -log(1 + (1/k) * sum_j d_j / sigma)             in (-inf, 0]
-    gaussian:       r = (1/k) * sum_j exp(-d_j^2 / (2 sigma^2))          in (0, 1]
+    gaussian:       r = (1/k) * sum_j exp(-d_j^2 / (2 sigma^2))          in [0, 1]
+
+The gaussian's terms underflow float32 below exp(-87): every window farther than about 13.2 sigma
+from all its k expert windows gets exactly 0, and those windows tie. L2-normalised embeddings (the
+default) lie at most 2 apart, so sigma >= 0.16 keeps every gaussian reward above 0 and ordered.
 
 Both accept NumPy arrays or torch tensors and return the same kind (float32 for NumPy).
 """

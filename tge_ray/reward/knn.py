@@ -10,10 +10,11 @@ Distances. Faiss finds the neighbours; their distances are then recomputed direc
 ||z - z_E^j|| in NumPy (``refine=True``, the default). Faiss' batched path computes
 ||x||^2 + ||y||^2 - 2<x, y>, whose last bits depend on how queries are grouped into a batch (and
 which loses precision near 0); the direct recomputation depends only on the query and its
-neighbours, so a transition's reward is the same whatever the Ray Data batching or actor count.
-Across devices it is the same up to near-ties: where the k-th and (k+1)-th neighbours are equally
-far at float32 precision, the GPU and CPU indexes may keep different ones (on an H200, 1M random
-rows against 1000 experts: rewards differed by at most 6e-8). It costs O(N k D), under 1% of
+neighbours, so a transition's reward is the same whatever the Ray Data batching or actor count,
+up to near-ties: where the k-th and (k+1)-th neighbours are equally far at float32 precision,
+which one faiss keeps can depend on the batch (its BLAS path for larger batches, its direct one
+for a few queries) and, across devices, on the index (on an H200, 1M random rows against 1000
+experts: rewards differed by at most 6e-8). It costs O(N k D), under 1% of
 the CPU search's O(N M D) for the usual M >> k; next to a GPU search it is most of the stage's
 time (``docs/notes/gpu-h200.md``).
 """
@@ -150,7 +151,7 @@ class ExpertIndex:
             np.subtract(diff, queries[rows, None, :], out=diff)
             np.multiply(diff, diff, out=diff)
             # A reduction over the contiguous last axis: each (row, j) is summed on its own, in
-            # the same order whatever the batch, which is what makes rewards batch-independent.
+            # the same order whatever the batch: a kept neighbour's distance is batch-independent.
             np.sqrt(diff.sum(axis=2), out=distances[rows])
         order = np.argsort(distances, axis=1, kind="stable")
         return np.take_along_axis(distances, order, 1), np.take_along_axis(ids, order, 1)

@@ -6,8 +6,10 @@ finds z_t's k nearest expert embeddings, applies the kernel and returns ``{"inde
 the driver gathers the rewards and orders them by ``index``.
 
 :func:`label_array` does the same in-process on NumPy arrays (the reference the Ray path is
-tested against, and handy on a laptop). Both give bit-identical rewards: the distances are
-recomputed per query (see ``tge_ray.reward.knn``), so batching and actor count do not matter.
+tested against, and handy on a laptop). Both give the same rewards up to near-ties: the
+distances are recomputed per query (see ``tge_ray.reward.knn``), but which of two almost equally
+near expert windows faiss keeps can depend on how the queries are batched, and the reward then
+differs in its last bits.
 
 Rewards returned here are *raw*; ``tge_ray.reward.kernels.scale_rewards`` scales them.
 """

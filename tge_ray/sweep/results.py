@@ -56,17 +56,20 @@ def results_table(grid: Any, space: SearchSpace) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-BEST_HEADER = ("dataset", "score (mean ± std)", "horizon", "sigma", "k", "kernel", "backbone", "seeds")
+BEST_HEADER = ("dataset", "trial", "score (mean ± std)", "horizon", "sigma", "k", "kernel", "backbone", "seeds")
+PARAMS_FILE = "params.json"  # Tune's record, in each trial folder, of every value the trial drew
 
 
 def best_rows(table: pd.DataFrame) -> list[tuple[str, ...]]:
-    """The best finished configuration per dataset, as rows of :data:`BEST_HEADER` cells."""
+    """The best finished configuration per dataset, as rows of :data:`BEST_HEADER` cells. The
+    columns are the axes every space shares; the trial's :data:`PARAMS_FILE` holds all it drew
+    (a backbone's own parameters included)."""
     rows = []
     done = table[table["status"] == "done"].dropna(subset=["score_mean"])
     for dataset, group in done.groupby("dataset", sort=True):
         best = group.loc[group["score_mean"].idxmax()]
         rows.append(
-            (str(dataset), f"{best.score_mean:.1f} ± {best.score_std:.1f}", str(best.horizon),
+            (str(dataset), str(best.trial_id), f"{best.score_mean:.1f} ± {best.score_std:.1f}", str(best.horizon),
              f"{best.sigma:.3g}", str(best.k), str(best.kernel), str(best.backbone), str(best.seeds))
         )
     return rows
@@ -76,6 +79,7 @@ def best_markdown(table: pd.DataFrame) -> str:
     """Markdown table of the best finished configuration per dataset."""
     lines = ["| " + " | ".join(BEST_HEADER) + " |", "|" + "---|" * len(BEST_HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in best_rows(table)]
+    lines += ["", f"Every value a trial drew, its backbone's own parameters included: `<trial>/{PARAMS_FILE}` in this folder."]
     return "\n".join(lines) + "\n"
 
 

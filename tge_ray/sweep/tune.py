@@ -2,10 +2,16 @@
 
 Each trial is one configuration run over ``sweep.seeds`` seeds (seed, seed + 1, ...), the TGE
 method only: each seed has its own diffusion model and rewards, and all the seeds' policies (and
-``rl.seeds`` RL seeds of each) train as one batch. The searcher sees the mean final normalised
-score (``score``) and the results carry its std. While a trial trains, each evaluation of the
-batch is reported (``score`` = the mean over its policies, ``evaluations`` = how many so far);
-ASHA compares trials at equal ``evaluations``, i.e. the same update step, and stops weak ones.
+``rl.seeds`` RL seeds of each) train as one batch. A policy's seed is its run's seed plus its RL
+seed's offset, so with both counts above 1 run s's second RL seed and run s + 1's first share a
+seed: their batch indices, noise and evaluation environments, not their rewards. The searcher sees the mean final normalised
+score (``score``) and the results carry its std; of a trial ASHA stopped early, Ray's Optuna
+searcher records the last evaluation's score instead. While a trial trains, each evaluation of
+the batch is reported (``score`` = the mean over its policies, ``evaluations`` = the evaluation's
+index, its update step over ``evaluation.every`` rounded up, so a retried or resumed trial, whose
+stored evaluations are not reported again, still reports each at its own index); the final report
+comes at ``max_t``. ASHA compares trials at equal ``evaluations``, i.e. the same update step, and
+stops weak ones.
 
 Trials share the artifact store under ``<storage>/artifacts``: one diffusion model per (data,
 H, diffusion config, seed) however many trials need it (a lock makes the others wait and reuse
@@ -43,7 +49,6 @@ def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
 
     first = space.config(config)
     trial_dir = Path(ray.tune.get_context().get_trial_dir())
-    evaluations = 0
     stages_of_seeds: list[dict[str, Any]] = [{} for _ in range(first.sweep.seeds)]  # filled live
 
     def usage() -> dict[str, int]:
@@ -55,10 +60,9 @@ def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
         }
 
     def report(event: dict[str, Any]) -> None:
-        nonlocal evaluations
-        evaluations += 1
+        step = int(event["step"])
         ray.tune.report(
-            {METRIC: float(event["score"]), TIME_ATTR: evaluations, "step": int(event["step"]), **usage()}
+            {METRIC: float(event["score"]), TIME_ATTR: evaluation_index(step, first), "step": step, **usage()}
         )
 
     cfgs = [space.config(config, {"seed": first.seed + offset, "storage": storage, "methods": ["tge"]})
@@ -71,7 +75,7 @@ def _trial(config: dict[str, Any], space: SearchSpace, storage: str) -> None:
             METRIC: float(np.mean(scores)),
             "score_std": float(np.std(scores)),
             "seeds": first.sweep.seeds,
-            TIME_ATTR: evaluations + 1,
+            TIME_ATTR: _max_evaluations(first),  # also when stored policies left nothing to report before
             "run_seconds": results[0].seconds,
             FINAL: True,
             **usage(),
@@ -207,6 +211,12 @@ def _first_sample(space: SearchSpace) -> dict[str, Any]:
     for param in space.params:
         sample[param.name] = param.values[0]
     return sample
+
+
+def evaluation_index(step: int, cfg: Any) -> int:
+    """The 1-based index of the evaluation at update ``step`` (every ``evaluation.every`` updates
+    and at the last): ASHA's time attribute for it."""
+    return math.ceil(step / cfg.evaluation.every)
 
 
 def _max_evaluations(cfg: Any) -> int:
