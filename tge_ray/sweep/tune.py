@@ -4,14 +4,15 @@ Each trial is one configuration run over ``sweep.seeds`` seeds (seed, seed + 1, 
 method only: each seed has its own diffusion model and rewards, and all the seeds' policies (and
 ``rl.seeds`` RL seeds of each) train as one batch. A policy's seed is its run's seed plus its RL
 seed's offset, so with both counts above 1 run s's second RL seed and run s + 1's first share a
-seed: their batch indices, noise and evaluation environments, not their rewards. The searcher sees the mean final normalised
-score (``score``) and the results carry its std; of a trial ASHA stopped early, Ray's Optuna
-searcher records the last evaluation's score instead. While a trial trains, each evaluation of
-the batch is reported (``score`` = the mean over its policies, ``evaluations`` = the evaluation's
-index, its update step over ``evaluation.every`` rounded up, so a retried or resumed trial, whose
-stored evaluations are not reported again, still reports each at its own index); the final report
-comes at ``max_t``. ASHA compares trials at equal ``evaluations``, i.e. the same update step, and
-stops weak ones.
+seed: their batch indices, noise and evaluation environments, not their rewards.
+
+The searcher sees the mean final normalised score (``score``) and the results carry its std; of
+a trial ASHA stopped early, Ray's Optuna searcher records the last evaluation's score instead.
+While a trial trains, each evaluation of the batch is reported: ``score``, the mean over its
+policies, and ``evaluations``, the evaluation's index (its update step over ``evaluation.every``,
+rounded up), so a retried or resumed trial, whose stored evaluations are not reported again,
+still reports each at its own index; the final report comes at ``max_t``. ASHA compares trials
+at equal ``evaluations``, i.e. the same update step, and stops weak ones.
 
 Trials share the artifact store under ``<storage>/artifacts``: one diffusion model per (data,
 H, diffusion config, seed) however many trials need it (a lock makes the others wait and reuse
