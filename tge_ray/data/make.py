@@ -271,10 +271,10 @@ def make_dataset(dataset_id: str | None = None, *, env_id: str | None = None, ex
         if expert_path is None:
             raise DataError(f"--env {env_id} needs --expert PATH (an actor state_dict) for its reference score")
         record = experts.expert_record(expert_path)
-        if quality == "medium" and not Path(expert_path).is_file():
-            raise DataError(f"expert file {str(expert_path)!r} does not exist: give the actor file `tge data "
-                            f"train-expert --env {env_id}` writes (DIR/<name>_expert.pt)")
         if quality == "medium" and record is None:
+            if not Path(expert_path).is_file():
+                raise DataError(f"expert file {str(expert_path)!r} does not exist: give the actor file `tge data "
+                                f"train-expert --env {env_id}` writes (DIR/<name>_expert.pt)")
             raise DataError("quality 'medium' with --env needs --expert DIR/<name>_expert.pt as `tge data "
                             "train-expert` writes it, with <name>_medium.pt and <name>.json beside it")
         if record is not None and record["env_id"] != env_id:

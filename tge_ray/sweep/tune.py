@@ -222,7 +222,7 @@ def evaluation_index(step: int, cfg: Any) -> int:
 
 def _max_evaluations(cfg: Any) -> int:
     """Reports of one trial: one per evaluation of its batch (every seed at once), and the final."""
-    return math.ceil(cfg.rl.steps / cfg.evaluation.every) + 1
+    return evaluation_index(cfg.rl.steps, cfg) + 1
 
 
 def _has_sweep(sweep_path: str) -> bool:
