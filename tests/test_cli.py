@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,22 @@ def test_bad_input_is_one_line_and_exit_2(minari_root, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("tge: error:") and message in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ("tge/nope/random-v0", "unknown task 'nope'"),
+        ("mujoco/hopper/nope-v0", "task.download=true"),
+    ],
+)
+def test_a_dataset_that_cannot_be_had_is_refused_before_the_data_stage(minari_root, tmp_path, capsys, dataset, message):
+    storage, before = tmp_path / "store", sorted(Path(minari_root).rglob("*"))
+    assert main(["run", "smoke", f"task.offline={dataset}", f"storage={storage}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("tge: error:") and message in captured.err and captured.err.count("\n") == 1
+    assert captured.out == ""  # not even the data stage's line
+    assert not storage.exists() and sorted(Path(minari_root).rglob("*")) == before  # no dataset made
 
 
 def test_config_fields_documents_every_key(capsys):

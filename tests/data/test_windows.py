@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tge_ray.data.windows import Windows, after_start, complete_windows, window_of
+from tge_ray.data.windows import Windows, after_start, complete_after_start, complete_windows, window_of
 from tge_ray.errors import ConfigError, DataError
 
 
@@ -102,3 +102,15 @@ def test_after_start_drops_each_episodes_first_rows():
     assert after_start(ids, 0).all()
     with pytest.raises(DataError, match="non-empty"):
         after_start(np.array([]), 3)
+
+
+def test_complete_after_start_keeps_every_episode_in_the_index():
+    ids = np.array([0] * 6 + [1] * 3 + [2] * 8)  # lengths 6, 3 and 8; H = 4: last complete windows 2, 0, 4
+    kept = complete_after_start(ids, 4, 3)
+    # episode 0: complete rows 0..2, rows from 3 on: none, so its last complete window (row 2);
+    # episode 1 (shorter than H): its first window; episode 2: rows 3 and 4, as both rules say.
+    expected = np.zeros(ids.size, dtype=bool)
+    expected[[2, 6, 9 + 3, 9 + 4]] = True
+    np.testing.assert_array_equal(kept, expected)
+    np.testing.assert_array_equal(complete_after_start(ids, 4, 1), complete_windows(ids, 4) & after_start(ids, 1)
+                                  | np.isin(np.arange(ids.size), [6]))

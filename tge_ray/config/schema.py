@@ -173,6 +173,7 @@ class RewardConfig:
             shows a frozen system).
         skip_demo_start: windows left out of Z_E at the start of each demo episode; they show
             the reset state every episode shares (0 keeps them all, the method's definition).
+            With ``complete``, an episode left with no window keeps its last complete one.
         batch_size: windows per Ray Data batch in the embedding and reward stages; changes no
             result (kept out of artifact keys).
     """

@@ -67,20 +67,25 @@ def is_local(dataset_id: str) -> bool:
     return (dataset_dir(dataset_id) / "data" / "metadata.json").is_file()
 
 
+def check_loadable(dataset_id: str, download: bool = False) -> None:
+    """Refuse, as :func:`load_minari` would, a dataset that is neither on disk nor to be downloaded."""
+    if not download and not is_local(dataset_id):
+        hint = (
+            f"make it offline with `tge data make {dataset_id}`"
+            if dataset_id.startswith("tge/")
+            else "allow downloading with task.download=true when online, or make an offline "
+            "dataset with `tge data make tge/<task>/<quality>-v0`"
+        )
+        raise DataError(f"dataset {dataset_id!r} not found in {dataset_dir(dataset_id).parent}: {hint}")
+
+
 def load_minari(dataset_id: str, download: bool = False) -> Any:
     """Return the ``minari.MinariDataset`` for ``dataset_id``, downloading only if allowed."""
     import minari
 
     folder = dataset_dir(dataset_id)
+    check_loadable(dataset_id, download)
     if not is_local(dataset_id):
-        if not download:
-            hint = (
-                f"make it offline with `tge data make {dataset_id}`"
-                if dataset_id.startswith("tge/")
-                else "allow downloading with task.download=true when online, or make an offline "
-                "dataset with `tge data make tge/<task>/<quality>-v0`"
-            )
-            raise DataError(f"dataset {dataset_id!r} not found in {folder.parent}: {hint}")
         try:
             minari.download_dataset(dataset_id)
         except Exception as exc:  # network stacks raise many types; the message says which.

@@ -147,6 +147,17 @@ def after_start(episode_ids: np.ndarray, skip: int) -> np.ndarray:
     return position >= np.minimum(skip, length - 1)
 
 
+def complete_after_start(episode_ids: np.ndarray, horizon: int, skip: int) -> np.ndarray:
+    """(N,) bool: :func:`complete_windows` and :func:`after_start` together. An episode that keeps
+    no row under both (``skip`` beyond its last complete window) keeps its last complete window,
+    so every episode still enters the index. Used when both settings are on."""
+    position, length, starts = _positions(episode_ids)
+    keep = complete_windows(episode_ids, horizon) & after_start(episode_ids, skip)
+    empty = starts[np.add.reduceat(keep, starts) == 0]
+    keep[empty + np.maximum(length[empty] - horizon, 0)] = True
+    return keep
+
+
 def window_of(observations: np.ndarray, episode_ids: np.ndarray, horizon: int, t: int) -> np.ndarray:
     """Reference definition of one window, written plainly (used by tests and docs)."""
     episode = episode_ids[t]

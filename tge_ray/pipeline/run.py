@@ -36,6 +36,7 @@ from tge_ray.pipeline.policies import PolicyRequest, plan, policy_stage
 from tge_ray.pipeline.run_folder import ArtifactRef, RunRecord, write_run_folder
 from tge_ray.pipeline.session import check_address, quiet_ray_data, ray_session, starts_local_ray
 from tge_ray.pipeline.stages import (
+    check_datasets,
     datasets_to_make,
     diffusion_stage,
     embedding_stage,
@@ -153,6 +154,7 @@ def _prepare(cfgs: list[ExperimentConfig], progress: bool) -> _Prepared:
     cfg = cfgs[0]
     horizon = cfg.windows.horizon
     # 1. data
+    check_datasets(cfg)
     say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
     _check_policies_before_data(cfgs)
     ensure_datasets(cfg, progress)

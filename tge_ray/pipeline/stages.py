@@ -24,9 +24,16 @@ from typing import Any
 import numpy as np
 
 from tge_ray.config import ExperimentConfig, key_part, to_dict
-from tge_ray.data.minari_io import dataset_fingerprint, is_local
+from tge_ray.data.minari_io import check_loadable, dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask
-from tge_ray.data.windows import GATHER_CPUS, Windows, after_start, complete_windows, to_ray_dataset
+from tge_ray.data.windows import (
+    GATHER_CPUS,
+    Windows,
+    after_start,
+    complete_after_start,
+    complete_windows,
+    to_ray_dataset,
+)
 from tge_ray.errors import TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
 from tge_ray.pipeline.files import (
@@ -56,6 +63,19 @@ def datasets_to_make(cfg: ExperimentConfig) -> list[str]:
     """The ``tge/*`` datasets of ``cfg`` that are missing and will be made (``task.make_missing``)."""
     ids = dict.fromkeys((cfg.task.offline, cfg.task.expert))
     return [i for i in ids if cfg.task.make_missing and i.startswith("tge/") and not is_local(i)]
+
+
+def check_datasets(cfg: ExperimentConfig) -> None:
+    """Refuse, before the data stage says anything, a dataset that is neither on disk, nor to be
+    made (a ``tge/*`` id that can be made), nor to be downloaded (``task.download``)."""
+    to_make = datasets_to_make(cfg)
+    for dataset_id in dict.fromkeys((cfg.task.offline, cfg.task.expert)):
+        if dataset_id in to_make:
+            from tge_ray.data.make import check_dataset_id
+
+            check_dataset_id(dataset_id)
+        else:
+            check_loadable(dataset_id, cfg.task.download)
 
 
 def ensure_datasets(cfg: ExperimentConfig, progress: bool) -> None:
@@ -170,12 +190,10 @@ def embedding_stage(
 def expert_index_rows(cfg: ExperimentConfig, task: LfOTask) -> np.ndarray:
     """(N_E,) bool: the windows of D_E that enter the k-NN index (``reward.expert_windows``,
     ``reward.skip_demo_start``)."""
-    rows = np.ones(len(task.demo_episode_ids), dtype=bool)
+    ids, horizon, skip = task.demo_episode_ids, cfg.windows.horizon, cfg.reward.skip_demo_start
     if cfg.reward.expert_windows == "complete":
-        rows &= complete_windows(task.demo_episode_ids, cfg.windows.horizon)
-    if cfg.reward.skip_demo_start:
-        rows &= after_start(task.demo_episode_ids, cfg.reward.skip_demo_start)
-    return rows
+        return complete_after_start(ids, horizon, skip) if skip else complete_windows(ids, horizon)
+    return after_start(ids, skip) if skip else np.ones(len(ids), dtype=bool)
 
 
 def reward_stage(
