@@ -156,11 +156,12 @@ def test_policies_that_cannot_fit_in_memory(refused):
 def test_policies_that_cannot_fit_are_refused_before_their_data_is_made(tmp_path):
     """The smoke config's datasets missing from an empty Minari folder: 100000 seeds of its
     TGE-IQL and oracle-IQL (one batch) are refused from Hopper's sizes before the datasets are
-    made, and nothing is written."""
+    made, and nothing is written or printed but the error (no -q: the stage lines, on stderr,
+    would break the one line)."""
     minari_root, storage = tmp_path / "minari", tmp_path / "runs"
     minari_root.mkdir()
     env = {**tge_env(), "MINARI_DATASETS_PATH": str(minari_root)}
-    done = subprocess.run([sys.executable, "-m", "tge_ray.cli", "run", "-q", "smoke", "rl.seeds=100000",
+    done = subprocess.run([sys.executable, "-m", "tge_ray.cli", "run", "smoke", "rl.seeds=100000",
                            "rl.iql.batch_size=4096", f"storage={storage}"], capture_output=True, text=True,
                           timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-3000:]

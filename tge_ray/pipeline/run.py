@@ -155,8 +155,8 @@ def _prepare(cfgs: list[ExperimentConfig], progress: bool) -> _Prepared:
     horizon = cfg.windows.horizon
     # 1. data
     check_datasets(cfg)
-    say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
     _check_policies_before_data(cfgs)
+    say(progress, f"[1/6] data: {cfg.task.offline} + {cfg.task.n_expert_trajs} x {cfg.task.expert}, {cfg.task.n_demos} demo(s)")
     ensure_datasets(cfg, progress)
     task = build_task(cfg.task.offline, cfg.task.expert, cfg.task.n_expert_trajs, cfg.task.n_demos, cfg.task.download,
                       demos=cfg.task.demos)
