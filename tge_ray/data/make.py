@@ -227,11 +227,6 @@ def _parse_id(dataset_id: str) -> tuple[str, str]:
     return task, quality
 
 
-def check_dataset_id(dataset_id: str) -> None:
-    """Refuse, as :func:`make_dataset` would, a ``tge/...`` id it cannot make (before any work)."""
-    _parse_id(dataset_id)
-
-
 def dataset_dims(dataset_id: str) -> tuple[int, int]:
     """(observation, action) sizes a ``tge/<task>/<quality>-v0`` dataset will have, from its
     task's env, without making it (the id is refused as :func:`make_dataset` would refuse it)."""

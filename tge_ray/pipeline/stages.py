@@ -26,14 +26,7 @@ import numpy as np
 from tge_ray.config import ExperimentConfig, key_part, to_dict
 from tge_ray.data.minari_io import check_loadable, dataset_fingerprint, is_local
 from tge_ray.data.task import LfOTask
-from tge_ray.data.windows import (
-    GATHER_CPUS,
-    Windows,
-    after_start,
-    complete_after_start,
-    complete_windows,
-    to_ray_dataset,
-)
+from tge_ray.data.windows import GATHER_CPUS, Windows, after_start, complete_after_start, to_ray_dataset
 from tge_ray.errors import TGEError
 from tge_ray.pipeline.artifacts import Artifact, ArtifactStore
 from tge_ray.pipeline.files import (
@@ -66,15 +59,12 @@ def datasets_to_make(cfg: ExperimentConfig) -> list[str]:
 
 
 def check_datasets(cfg: ExperimentConfig) -> None:
-    """Refuse, before the data stage says anything, a dataset that is neither on disk, nor to be
-    made (a ``tge/*`` id that can be made), nor to be downloaded (``task.download``)."""
+    """Refuse, before the data stage says anything, a dataset that will not be made and is neither
+    on disk nor to be downloaded (``task.download``). The ids to be made are refused, when they
+    cannot be, by ``tge_ray.data.make.dataset_dims`` in the policies' memory check before it."""
     to_make = datasets_to_make(cfg)
     for dataset_id in dict.fromkeys((cfg.task.offline, cfg.task.expert)):
-        if dataset_id in to_make:
-            from tge_ray.data.make import check_dataset_id
-
-            check_dataset_id(dataset_id)
-        else:
+        if dataset_id not in to_make:
             check_loadable(dataset_id, cfg.task.download)
 
 
@@ -190,10 +180,10 @@ def embedding_stage(
 def expert_index_rows(cfg: ExperimentConfig, task: LfOTask) -> np.ndarray:
     """(N_E,) bool: the windows of D_E that enter the k-NN index (``reward.expert_windows``,
     ``reward.skip_demo_start``)."""
-    ids, horizon, skip = task.demo_episode_ids, cfg.windows.horizon, cfg.reward.skip_demo_start
+    ids, skip = task.demo_episode_ids, cfg.reward.skip_demo_start
     if cfg.reward.expert_windows == "complete":
-        return complete_after_start(ids, horizon, skip) if skip else complete_windows(ids, horizon)
-    return after_start(ids, skip) if skip else np.ones(len(ids), dtype=bool)
+        return complete_after_start(ids, cfg.windows.horizon, skip)  # skip 0: complete_windows
+    return after_start(ids, skip)  # skip 0: every row
 
 
 def reward_stage(
